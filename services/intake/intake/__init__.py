@@ -1,0 +1,1 @@
+"""leadpact intake service: leads in, durably stored, ``lead.created`` out."""

@@ -1,0 +1,5 @@
+from leadpact.service import serve
+
+from intake.app import SERVICE
+
+serve(SERVICE)

@@ -1,0 +1,18 @@
+"""Bootstrap: the intake service described once, wired by ``leadpact.service``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leadpact.service import ServiceDefinition
+
+from intake.api import build_router
+
+SERVICE = ServiceDefinition(
+    name="intake",
+    title="intake",
+    default_port=8001,
+    migrations=Path(__file__).parent / "migrations",
+    routers=lambda ctx: [build_router(ctx)],
+    description="Receives leads, stores them durably and emits `lead.created`.",
+)

@@ -1,0 +1,3 @@
+from leadpact.cli import main
+
+main()

@@ -1,0 +1,115 @@
+"""The bus interface shared by the memory and the Kafka implementation."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+DLQ_SUFFIX = ".dlq"
+ERROR_HEADER = "leadpact-error"
+ORIGIN_TOPIC_HEADER = "leadpact-origin-topic"
+
+
+def dlq_topic(topic: str) -> str:
+    return topic + DLQ_SUFFIX
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    key: str
+    value: bytes
+    partition: int = 0
+    offset: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+MessageHandler = Callable[[Message], Awaitable[None]]
+PartitionListener = Callable[[set[tuple[str, int]]], Awaitable[None]]
+
+
+class DeadLetter(Exception):
+    """Raised by a handler for a message that can never succeed (invalid, poison):
+    the bus moves it to the dead-letter topic at once instead of retrying."""
+
+
+class Subscription(Protocol):
+    group: str
+    topics: Sequence[str]
+
+    def assignment(self) -> set[tuple[str, int]]:
+        """The (topic, partition) pairs this member currently owns."""
+
+    async def stop(self) -> None: ...
+
+
+class EventBus(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(
+        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        """Return once the broker has the message (acks=all on Kafka)."""
+
+    async def publish_batch(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
+        """Publish (topic, key, value) triples in order; return once the broker has all."""
+
+    async def subscribe(
+        self,
+        group: str,
+        topics: Sequence[str],
+        handler: MessageHandler,
+        *,
+        on_assigned: PartitionListener | None = None,
+        on_revoked: PartitionListener | None = None,
+    ) -> Subscription:
+        """Deliver every message of ``topics`` to one member of ``group``, in order per
+        partition. A message is committed after ``handler`` returns; on an exception the
+        handler is retried, then the message goes to ``<topic>.dlq`` and is committed."""
+
+    async def healthy(self) -> bool: ...
+
+
+async def deliver(
+    handler: MessageHandler,
+    msg: Message,
+    retries: int,
+    dead_letter: Callable[[Message, str], Awaitable[None]],
+    backoff: float = 0.05,
+) -> bool:
+    """Run ``handler`` on ``msg`` with retries; dead-letter it when it keeps failing.
+
+    Returns True when the handler succeeded, False when the message was dead-lettered.
+    Shared by both buses so they fail the same way.
+    """
+    import asyncio
+
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await handler(msg)
+            return True
+        except DeadLetter as exc:
+            await dead_letter(msg, f"{type(exc).__name__}: {exc}")
+            return False
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any handler failure is retried then parked
+            if attempt >= retries:
+                await dead_letter(msg, f"{type(exc).__name__}: {exc}")
+                return False
+            await asyncio.sleep(backoff * 2 ** (attempt - 1))
+
+
+def dead_letter_headers(msg: Message, error: str) -> dict[str, str]:
+    return {
+        **msg.headers,
+        ERROR_HEADER: error[:2000],
+        ORIGIN_TOPIC_HEADER: msg.topic,
+        "leadpact-origin-partition": str(msg.partition),
+        "leadpact-origin-offset": str(msg.offset),
+    }

@@ -1,0 +1,179 @@
+"""In-process bus for the embedded mode: partitioned logs, consumer groups, committed offsets.
+
+It behaves like Kafka where the services can tell: the same key goes to the same partition
+(murmur2, as Kafka's default partitioner), each partition is read in order by one member of a
+group, an offset advances only after the handler returned, and a message that keeps failing
+goes to ``<topic>.dlq``. The logs live in memory and are gone when the process stops; the
+services' outboxes still hold what was not yet published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiokafka.partitioner import murmur2
+
+from leadpact.bus.base import (
+    Message,
+    MessageHandler,
+    PartitionListener,
+    dead_letter_headers,
+    deliver,
+    dlq_topic,
+)
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Kafka's default: positive murmur2 of the key bytes, modulo the partition count."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class _Partition:
+    log: list[Message] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+
+class _Member:
+    def __init__(
+        self,
+        bus: MemoryBus,
+        group: str,
+        topics: Sequence[str],
+        handler: MessageHandler,
+        on_assigned: PartitionListener | None,
+        on_revoked: PartitionListener | None,
+    ) -> None:
+        self.bus = bus
+        self.group = group
+        self.topics = list(topics)
+        self.handler = handler
+        self.on_assigned = on_assigned
+        self.on_revoked = on_revoked
+        self._owned: set[tuple[str, int]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def assignment(self) -> set[tuple[str, int]]:
+        return set(self._owned)
+
+    async def stop(self) -> None:
+        await self.bus._leave(self)
+
+    async def _revoke(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._owned and self.on_revoked is not None:
+            await self.on_revoked(set(self._owned))
+        self._owned = set()
+
+    async def _assign(self, owned: set[tuple[str, int]]) -> None:
+        self._owned = owned
+        if owned and self.on_assigned is not None:
+            await self.on_assigned(set(owned))
+        self._tasks = [
+            asyncio.create_task(self._consume(topic, part), name=f"{self.group}:{topic}:{part}")
+            for topic, part in sorted(owned)
+        ]
+
+    async def _consume(self, topic: str, part: int) -> None:
+        partition = self.bus._partition(topic, part)
+        offsets = self.bus._offsets.setdefault(self.group, {})
+        while True:
+            offset = offsets.get((topic, part), 0)
+            async with partition.changed:
+                await partition.changed.wait_for(lambda: len(partition.log) > offset)
+            msg = partition.log[offset]
+            await deliver(self.handler, msg, self.bus.retries, self.bus._dead_letter)
+            offsets[(topic, part)] = offset + 1
+
+
+class MemoryBus:
+    def __init__(self, partitions: int = 6, retries: int = 3) -> None:
+        self.partitions = partitions
+        self.retries = retries
+        self._topics: dict[str, list[_Partition]] = {}
+        self._groups: dict[str, list[_Member]] = {}
+        self._offsets: dict[str, dict[tuple[str, int], int]] = {}
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        for members in list(self._groups.values()):
+            for member in list(members):
+                await member.stop()
+
+    async def healthy(self) -> bool:
+        return True
+
+    def _partition(self, topic: str, part: int) -> _Partition:
+        parts = self._topics.setdefault(topic, [_Partition() for _ in range(self.partitions)])
+        return parts[part]
+
+    def messages(self, topic: str) -> list[Message]:
+        """Every message ever published to ``topic``, partition by partition (for tests
+        and the DLQ tools)."""
+        return [m for p in self._topics.get(topic, []) for m in p.log]
+
+    async def publish(
+        self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        part = partition_for(key, self.partitions)
+        partition = self._partition(topic, part)
+        async with partition.changed:
+            msg = Message(topic, key, value, part, len(partition.log), dict(headers or {}))
+            partition.log.append(msg)
+            partition.changed.notify_all()
+
+    async def publish_batch(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
+        for topic, key, value in messages:
+            await self.publish(topic, key, value)
+
+    async def _dead_letter(self, msg: Message, error: str) -> None:
+        await self.publish(dlq_topic(msg.topic), msg.key, msg.value, dead_letter_headers(msg, error))
+
+    async def subscribe(
+        self,
+        group: str,
+        topics: Sequence[str],
+        handler: MessageHandler,
+        *,
+        on_assigned: PartitionListener | None = None,
+        on_revoked: PartitionListener | None = None,
+    ) -> _Member:
+        member = _Member(self, group, topics, handler, on_assigned, on_revoked)
+        async with self._lock:
+            self._groups.setdefault(group, []).append(member)
+            await self._rebalance(group)
+        return member
+
+    async def _leave(self, member: _Member) -> None:
+        async with self._lock:
+            members = self._groups.get(member.group, [])
+            if member in members:
+                members.remove(member)
+                await member._revoke()
+                await self._rebalance(member.group)
+
+    async def _rebalance(self, group: str) -> None:
+        """Range-free round-robin: partition i of every topic goes to member i mod n."""
+        members = self._groups.get(group, [])
+        for member in members:
+            await member._revoke()
+        if not members:
+            return
+        shares: list[set[tuple[str, int]]] = [set() for _ in members]
+        topics = sorted({t for m in members for t in m.topics})
+        slots = [(t, p) for t in topics for p in range(self.partitions)]
+        for i, slot in enumerate(slots):
+            shares[i % len(members)].add(slot)
+        for member, share in zip(members, shares, strict=True):
+            await member._assign({s for s in share if s[0] in member.topics})

@@ -1,0 +1,64 @@
+"""The ``leadpact`` command: run the embedded system, serve one service, check a contract,
+manage migrations and dead-letter topics."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="leadpact: the marketing–sales SLA, enforced.", no_args_is_help=True)
+migrations_app = typer.Typer(help="Database migrations of a service.")
+app.add_typer(migrations_app, name="migrations")
+
+
+@app.command()
+def run(
+    var_dir: Annotated[Path, typer.Option(help="Where the SQLite files go")] = Path("var"),
+    host: str = "127.0.0.1",
+) -> None:
+    """Start all five services in one process: in-memory bus, SQLite under VAR_DIR."""
+    from leadpact.embedded import run_embedded
+
+    asyncio.run(run_embedded(var_dir=var_dir, host=host))
+
+
+@app.command()
+def serve(service: str) -> None:
+    """Start one service (distributed mode); settings come from LEADPACT_* variables."""
+    from leadpact.embedded import load_services
+    from leadpact.service import serve as serve_one
+
+    services = load_services()
+    if service not in services:
+        raise typer.BadParameter(f"unknown service {service!r}; one of {sorted(services)}")
+    serve_one(services[service])
+
+
+@app.command("contract-check")
+def contract_check(path: Path) -> None:
+    """Validate a contract file (or folder of versions); print each version or the errors."""
+    from leadpact.contract import ContractBook, ContractError
+
+    try:
+        book = ContractBook.load(path)
+    except ContractError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    for version in book.versions:
+        typer.echo(f"ok {version}")
+
+
+@migrations_app.command("new")
+def migrations_new(service: str, message: Annotated[str, typer.Option("-m")]) -> None:
+    """Autogenerate a migration for SERVICE from its models."""
+    from leadpact.embedded import load_services
+    from leadpact.migrations import new_revision
+
+    new_revision(load_services()[service].migrations, message)
+
+
+def main() -> None:
+    app()

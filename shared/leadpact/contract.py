@@ -1,0 +1,272 @@
+"""The SLA contract: a versioned YAML file people edit, loaded into validated pydantic models.
+
+Errors name the key path and the line in the file, e.g.
+``contracts/q4.yaml:14: response.first_contact_within: '60 minutes' is not a duration``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+
+_DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``90d``, ``60m``, ``1h30m``, ``45s`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match or not any(match.groups()):
+        raise ValueError(f"{value!r} is not a duration (use e.g. 60m, 10d, 1h30m, 45s)")
+    d, h, m, s = (int(g or 0) for g in match.groups())
+    return timedelta(days=d, hours=h, minutes=m, seconds=s)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldRule(_Strict):
+    """A condition on one lead field; exactly one operator."""
+
+    field: str
+    matches: str | None = None
+    gte: float | None = None
+    lte: float | None = None
+    equals: Any = None
+    in_: list[Any] | None = Field(None, alias="in")
+    in_list: str | None = None
+    points: int = 0
+
+    @model_validator(mode="after")
+    def _one_operator(self) -> FieldRule:
+        ops = [
+            k
+            for k in ("matches", "gte", "lte", "equals", "in_", "in_list")
+            if getattr(self, k) is not None
+        ]
+        if not ops:
+            raise ValueError("needs one of matches, gte, lte, equals, in, in_list")
+        if self.matches is not None:
+            try:
+                re.compile(self.matches)
+            except re.error as exc:
+                raise ValueError(f"matches: bad regular expression: {exc}") from exc
+        return self
+
+
+class ActivityRule(_Strict):
+    activity: str
+    points: int
+    max: int | None = None
+    half_life: timedelta | None = None
+
+    _dur = field_validator("half_life", mode="before")(
+        lambda v: None if v is None else parse_duration(v)
+    )
+
+
+class Mql(_Strict):
+    points: list[FieldRule | ActivityRule] = Field(default_factory=list)
+    disqualify: list[FieldRule] = Field(default_factory=list)
+    threshold_points: int
+    min_probability: float | None = Field(None, ge=0, le=1)
+
+
+class Volume(_Strict):
+    monthly_mql_target: int = Field(ge=0)
+
+
+class BusinessHours(_Strict):
+    timezone: str
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
+    from_: time = Field(alias="from")
+    to: time
+    holidays: list[date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {v!r}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _order(self) -> BusinessHours:
+        if self.to <= self.from_:
+            raise ValueError("'to' must be after 'from'")
+        return self
+
+
+class Response(_Strict):
+    first_contact_within: timedelta
+    business_hours: BusinessHours | None = None
+    at_risk_at: float = Field(0.8, gt=0, lt=1)
+
+    _dur = field_validator("first_contact_within", mode="before")(parse_duration)
+
+
+class Attempts(_Strict):
+    min_attempts: int = Field(ge=1)
+    min_channels: int = Field(1, ge=1)
+    within: timedelta
+
+    _dur = field_validator("within", mode="before")(parse_duration)
+
+
+class OutcomeClause(_Strict):
+    decide_within: timedelta
+
+    _dur = field_validator("decide_within", mode="before")(parse_duration)
+
+
+class RejectionReason(_Strict):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: dict[str, str]
+    needs_text: bool = False
+
+
+class Recycle(_Strict):
+    reasons: list[str] = Field(default_factory=list)
+    after: timedelta
+
+    _dur = field_validator("after", mode="before")(parse_duration)
+
+
+class Revenue(_Strict):
+    marketing_share_target: float = Field(ge=0, le=1)
+    bonus_rate: float = Field(ge=0, le=1)
+    attribution: Literal["first_touch", "last_touch", "linear", "u_shaped", "w_shaped"] = "w_shaped"
+
+
+class Contract(_Strict):
+    version: str
+    effective_from: date
+    lists: dict[str, list[str]] = Field(default_factory=dict)
+    mql: Mql
+    volume: Volume | None = None
+    response: Response
+    attempts: Attempts | None = None
+    outcome: OutcomeClause | None = None
+    rejection_reasons: list[RejectionReason] = Field(min_length=1)
+    recycle: Recycle | None = None
+    revenue: Revenue | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> Contract:
+        codes = [r.code for r in self.rejection_reasons]
+        if len(set(codes)) != len(codes):
+            raise ValueError("rejection_reasons: duplicate code")
+        for rule in [*self.mql.points, *self.mql.disqualify]:
+            if isinstance(rule, FieldRule) and rule.in_list and rule.in_list not in self.lists:
+                raise ValueError(f"mql: in_list {rule.in_list!r} is not defined under lists")
+        if self.recycle:
+            unknown = set(self.recycle.reasons) - set(codes)
+            if unknown:
+                raise ValueError(f"recycle.reasons: unknown codes {sorted(unknown)}")
+        return self
+
+    def reason(self, code: str) -> RejectionReason | None:
+        return next((r for r in self.rejection_reasons if r.code == code), None)
+
+
+class ContractError(ValueError):
+    """A contract file that cannot be used; the message names the file, line and key."""
+
+
+def _line_of(doc: Any, loc: tuple[int | str, ...]) -> int | None:
+    node, line = doc, None
+    for part in loc:
+        key: int | str = part
+        if isinstance(node, CommentedMap):
+            key = "in" if part == "in_" else "from" if part == "from_" else part
+            if key not in node:
+                break
+            line = node.lc.key(key)[0] + 1
+        elif isinstance(node, CommentedSeq) and isinstance(key, int) and key < len(node):
+            line = node.lc.item(key)[0] + 1
+        else:
+            break
+        node = node[key]
+    if line is None and isinstance(doc, CommentedBase):
+        line = doc.lc.line + 1
+    return line
+
+
+def parse_contract(text: str, origin: str = "<contract>") -> Contract:
+    try:
+        doc = YAML(typ="rt").load(text)
+    except YAMLError as exc:
+        raise ContractError(f"{origin}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, CommentedMap):
+        raise ContractError(f"{origin}: the contract must be a YAML mapping")
+    try:
+        return Contract.model_validate(_plain(doc))
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+            where = ".".join(str(p).rstrip("_") for p in loc) or "(top level)"
+            line = _line_of(doc, loc)
+            lines.append(f"{origin}:{line or '?'}: {where}: {err['msg']}")
+        raise ContractError("\n".join(lines)) from exc
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def load_contract(path: Path) -> Contract:
+    return parse_contract(path.read_text(encoding="utf-8"), str(path))
+
+
+class ContractBook:
+    """Every contract version known; a lead is judged by the version in force when it
+    became an MQL, so old versions stay loadable by name."""
+
+    def __init__(self, contracts: list[Contract]) -> None:
+        if not contracts:
+            raise ContractError("no contract loaded")
+        self._by_version = {c.version: c for c in contracts}
+        self._ordered = sorted(contracts, key=lambda c: c.effective_from)
+
+    @classmethod
+    def load(cls, path: Path) -> ContractBook:
+        """A file holds one version; a folder holds one version per ``*.yaml`` file."""
+        files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        if not files:
+            raise ContractError(f"{path}: no *.yaml contract files")
+        return cls([load_contract(f) for f in files])
+
+    def current(self, on: date | None = None) -> Contract:
+        """The latest version whose ``effective_from`` is on or before ``on``."""
+        if on is None:
+            return self._ordered[-1]
+        eligible = [c for c in self._ordered if c.effective_from <= on]
+        return eligible[-1] if eligible else self._ordered[0]
+
+    def get(self, version: str | None) -> Contract:
+        if version is None or version not in self._by_version:
+            return self._ordered[-1]
+        return self._by_version[version]
+
+    @property
+    def versions(self) -> list[str]:
+        return [c.version for c in self._ordered]

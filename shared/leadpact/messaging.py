@@ -1,0 +1,197 @@
+"""Transactional outbox, inbox and the unit of work that ties them to one transaction.
+
+A service never publishes directly: it adds events to the outbox inside the transaction that
+changes its state, and the relay publishes them after commit. A consumer records each event
+id in the inbox inside the transaction of its effect, so a redelivered event has no effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import structlog
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadpact.bus.base import EventBus
+from leadpact.clock import Clock
+from leadpact.db import Database
+from leadpact.events import CloudEvent, EventData, envelope
+
+log = structlog.get_logger("leadpact.outbox")
+
+MESSAGING = MetaData()
+"""Tables every service has in its own database (added to its migrations)."""
+
+outbox = Table(
+    "outbox",
+    MESSAGING,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("topic", String(128), nullable=False),
+    Column("key", String(128), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+inbox = Table(
+    "inbox",
+    MESSAGING,
+    Column("consumer", String(128), primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("handled_at", DateTime(timezone=True), nullable=False),
+)
+
+
+class UnitOfWork:
+    """One database transaction plus the events it will publish once committed."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        source: str,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._source = source
+        self._on_commit = on_commit
+        self.session: AsyncSession = db.session()
+        self.emitted: list[CloudEvent[Any]] = []
+
+    async def __aenter__(self) -> UnitOfWork:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self.session.in_transaction():
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    def emit(self, data: EventData, contract_version: str | None = None) -> CloudEvent[Any]:
+        """Queue ``data`` for publication; it is written to the outbox in this transaction."""
+        event = envelope(
+            data, source=self._source, time=self._clock.now(), contract_version=contract_version
+        )
+        self.emitted.append(event)
+        return event
+
+    async def claim(self, consumer: str, event_id: str) -> bool:
+        """Record ``event_id`` as handled by ``consumer``; False when it already was."""
+        values = {"consumer": consumer, "event_id": event_id, "handled_at": self._clock.now()}
+        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
+        ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(inbox)
+        result = await self.session.execute(ins.values(**values).on_conflict_do_nothing())
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def commit(self) -> None:
+        if self.emitted:
+            await self.session.execute(
+                outbox.insert(),
+                [
+                    {
+                        "event_id": e.id,
+                        "topic": e.topic,
+                        "key": e.subject,
+                        "payload": e.to_json(),
+                        "created_at": e.time,
+                    }
+                    for e in self.emitted
+                ],
+            )
+        await self.session.commit()
+        if self.emitted:
+            self._on_commit()
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows in order, deleting each once the broker has it.
+
+    Woken right after a commit that emitted events, and polling otherwise, so events written
+    while the broker was down go out when it is back; the API keeps accepting meanwhile.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        poll_seconds: float = 0.5,
+        batch: int = 200,
+        on_published: Callable[[str], None] = lambda topic: None,
+    ) -> None:
+        self._db = db
+        self._bus = bus
+        self._poll = poll_seconds
+        self._batch = batch
+        self._on_published = on_published
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.pending = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        backoff = self._poll
+        while True:
+            try:
+                moved = await self.relay_once()
+                backoff = self._poll
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - broker or database down: retry later
+                log.warning("outbox relay failed, will retry", error=str(exc))
+                moved = 0
+                backoff = min(backoff * 2, 5.0)
+            if moved:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+
+    async def relay_once(self) -> int:
+        """Publish one batch; returns how many rows went out."""
+        async with self._db.session() as session, session.begin():
+            query = select(outbox).order_by(outbox.c.id).limit(self._batch)
+            if not self._db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            rows = (await session.execute(query)).all()
+            await self._bus.publish_batch([(r.topic, r.key, r.payload) for r in rows])
+            for row in rows:
+                self._on_published(row.topic)
+            if rows:
+                await session.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
+        self.pending = len(rows)
+        return len(rows)

@@ -1,0 +1,74 @@
+"""Alembic, run per service: each service keeps its own migrations folder and database.
+
+A service's ``migrations/env.py`` is two lines: import its metadata and call :func:`run_env`.
+At start-up the service calls :func:`upgrade`, so a fresh database is ready without a step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+
+def alembic_config(database_url: str, script_location: Path) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(database_url: str, script_location: Path, revision: str = "head") -> None:
+    """Bring the database to ``revision`` (blocking; runs its own event loop)."""
+    command.upgrade(alembic_config(database_url, script_location), revision)
+
+
+async def upgrade_async(database_url: str, script_location: Path) -> None:
+    await asyncio.to_thread(upgrade, database_url, script_location)
+
+
+def run_env(target_metadata: Sequence[MetaData]) -> None:
+    """Body of every service's ``env.py``: offline SQL or an online async upgrade."""
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "sqlalchemy.url is set by alembic_config()"
+    opts = {"target_metadata": list(target_metadata), "render_as_batch": url.startswith("sqlite")}
+    if context.is_offline_mode():
+        context.configure(url=url, literal_binds=True, **opts)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
+    def run(conn: Connection) -> None:
+        context.configure(connection=conn, **opts)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def online() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        async with engine.begin() as conn:
+            await conn.run_sync(run)
+        await engine.dispose()
+
+    asyncio.run(online())
+
+
+def new_revision(script_location: Path, message: str) -> None:
+    """Autogenerate a migration for a service from the difference between its models and a
+    scratch SQLite database brought to head (used by ``leadpact migrations new``)."""
+    import shutil
+    import tempfile
+
+    template = Path(__file__).parent / "migration_template" / "script.py.mako"
+    if not (script_location / "script.py.mako").exists():
+        shutil.copy(template, script_location / "script.py.mako")
+    (script_location / "versions").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite+aiosqlite:///{tmp}/scratch.db"
+        upgrade(url, script_location)
+        command.revision(alembic_config(url, script_location), message=message, autogenerate=True)

@@ -1,0 +1,39 @@
+"""Settings read from ``LEADPACT_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CONTRACT = Path(__file__).parent / "contracts" / "default.yaml"
+
+
+class Settings(BaseSettings):
+    """Everything a service needs to know about its surroundings.
+
+    The bus and the database are chosen here, by URL, never by code paths in the services.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LEADPACT_", extra="ignore")
+
+    bus_url: str = Field("memory://", description="memory:// or kafka://host:port[,host:port]")
+    database_url: str = Field(
+        "sqlite+aiosqlite:///var/leadpact.db",
+        description="sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db",
+    )
+    contract_path: Path = Field(DEFAULT_CONTRACT, description="SLA contract YAML file")
+    host: str = "127.0.0.1"
+    port: int = 0
+    kafka_enable_idempotence: bool = Field(
+        True, description="Idempotent producer; must be false against tansu"
+    )
+    kafka_partitions: int = Field(6, description="Partitions for topics leadpact creates")
+    kafka_replication_factor: int = 1
+    kafka_client_id: str = "leadpact"
+    consumer_retries: int = Field(3, description="Handler attempts before dead-lettering")
+    relay_poll_seconds: float = Field(0.5, description="Outbox relay poll when not woken")
+    log_level: str = "INFO"
+    log_json: bool = True
+    crm_sync_url: str = Field("http://127.0.0.1:8005", description="crm-sync base URL")

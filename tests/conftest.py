@@ -1,0 +1,5 @@
+pytest_plugins = [
+    "tests.fixtures.tansu",
+    "tests.fixtures.postgres",
+    "tests.fixtures.system",
+]
