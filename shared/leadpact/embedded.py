@@ -36,6 +36,7 @@ def embedded_apps(
     clock: Clock | None = None,
     bus: MemoryBus | None = None,
     ports: dict[str, int] | None = None,
+    only: list[str] | None = None,
 ) -> dict[str, tuple[FastAPI, int]]:
     """Build every service's app sharing one bus and one clock, each with its own SQLite
     database ``VAR_DIR/<service>.db``."""
@@ -45,6 +46,8 @@ def embedded_apps(
     var_dir.mkdir(parents=True, exist_ok=True)
     apps: dict[str, tuple[FastAPI, int]] = {}
     for name, definition in load_services().items():
+        if only is not None and name not in only:
+            continue
         port = (ports or {}).get(name, definition.default_port)
         settings = base.model_copy(
             update={
