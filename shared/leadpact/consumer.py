@@ -83,7 +83,7 @@ class EventDispatcher:
                 raise
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - classified below
+            except Exception as exc:
                 self._metrics.events_failed.labels(topic).inc()
                 if _is_storage_outage(exc):
                     log.warning("storage unavailable, retrying", topic=topic, error=str(exc))
@@ -95,9 +95,7 @@ class EventDispatcher:
                     raise DeadLetter(f"{type(exc).__name__}: {exc}") from exc
                 await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
 
-    async def _handle_once(
-        self, topic: str, event: CloudEvent[Any], handler: EventHandler
-    ) -> None:
+    async def _handle_once(self, topic: str, event: CloudEvent[Any], handler: EventHandler) -> None:
         async with self._uow() as uow:
             if not await uow.claim(self.consumer, event.id):
                 self._metrics.events_duplicate.labels(topic).inc()

@@ -232,7 +232,8 @@ def envelope(
     subject = getattr(data, "lead_id", None) or getattr(data, "customer_id", None)
     if not subject:
         raise ValueError(f"{type(data).__name__} has no lead_id or customer_id to key it")
-    return CloudEvent[type(data)](  # type: ignore[misc]
+    model: type[CloudEvent[Any]] = CloudEvent[type(data)]  # type: ignore[misc,assignment]
+    return model(
         source=source,
         type=data.event_type(),
         time=time,

@@ -42,7 +42,9 @@ MESSAGING = MetaData()
 outbox = Table(
     "outbox",
     MESSAGING,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("event_id", String(64), nullable=False, unique=True),
     Column("topic", String(128), nullable=False),
     Column("key", String(128), nullable=False),

@@ -71,6 +71,10 @@ class ServiceMetrics:
             "Events in the outbox not yet published (size of the last relay batch).",
             registry=r,
         )
-        self.up = Gauge("leadpact_service_info", "Constant 1, labelled with the service name.",
-                        ["service"], registry=r)
+        self.up = Gauge(
+            "leadpact_service_info",
+            "Constant 1, labelled with the service name.",
+            ["service"],
+            registry=r,
+        )
         self.up.labels(service).set(1)

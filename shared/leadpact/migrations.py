@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
@@ -37,7 +38,10 @@ def run_env(target_metadata: Sequence[MetaData]) -> None:
     """Body of every service's ``env.py``: offline SQL or an online async upgrade."""
     url = context.config.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url is set by alembic_config()"
-    opts = {"target_metadata": list(target_metadata), "render_as_batch": url.startswith("sqlite")}
+    opts: dict[str, Any] = {
+        "target_metadata": list(target_metadata),
+        "render_as_batch": url.startswith("sqlite"),
+    }
     if context.is_offline_mode():
         context.configure(url=url, literal_binds=True, **opts)
         with context.begin_transaction():

@@ -264,8 +264,11 @@ class _QuietServer(uvicorn.Server):
 async def serve_all(apps: Mapping[str, tuple[FastAPI, str, int]]) -> None:
     """Serve several apps in this event loop until SIGINT/SIGTERM; stop them cleanly."""
     servers = [
-        _QuietServer(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                    access_log=False, lifespan="on"))
+        _QuietServer(
+            uvicorn.Config(
+                app, host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+            )
+        )
         for app, host, port in apps.values()
     ]
     loop = asyncio.get_running_loop()

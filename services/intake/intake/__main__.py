@@ -1,5 +1,4 @@
-from leadpact.service import serve
-
 from intake.app import SERVICE
+from leadpact.service import serve
 
 serve(SERVICE)

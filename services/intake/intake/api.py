@@ -10,10 +10,9 @@ from fastapi import APIRouter, Header, HTTPException, status
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
-from leadpact.service import ServiceContext
-
 from intake import store
 from intake.domain import LeadIn, lead_created
+from leadpact.service import ServiceContext
 
 
 class LeadAccepted(BaseModel):
@@ -49,8 +48,12 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         description="Stores the lead and its `lead.created` event in one transaction; "
         "answers 202 only after commit. Retries with the same `Idempotency-Key` and body "
         "get the same answer; the same key with a different body gets 422.",
-        responses={422: {"description": "A field is invalid, or the Idempotency-Key was "
-                         "used for a different body"}},
+        responses={
+            422: {
+                "description": "A field is invalid, or the Idempotency-Key was "
+                "used for a different body"
+            }
+        },
     )
     async def submit_lead(
         lead: LeadIn,
@@ -70,8 +73,10 @@ def build_router(ctx: ServiceContext) -> APIRouter:
                 if idempotency_key:
                     uow.session.add(
                         store.IdempotencyKey(
-                            key=idempotency_key, fingerprint=fingerprint,
-                            lead_id=lead_id, created_at=now,
+                            key=idempotency_key,
+                            fingerprint=fingerprint,
+                            lead_id=lead_id,
+                            created_at=now,
                         )
                     )
                 uow.emit(event, ctx.contracts.current(now.date()).version)
@@ -84,18 +89,31 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             return replay
         return LeadAccepted(lead_id=lead_id)
 
-    @router.get("/leads/{lead_id}", response_model=LeadOut, summary="Read a stored lead",
-                responses={404: {"description": "No lead with this id"}})
+    @router.get(
+        "/leads/{lead_id}",
+        response_model=LeadOut,
+        summary="Read a stored lead",
+        responses={404: {"description": "No lead with this id"}},
+    )
     async def read_lead(lead_id: str) -> LeadOut:
         async with ctx.db.session() as session:
             row = await store.get_lead(session, lead_id)
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"lead_id: no lead {lead_id!r}")
         return LeadOut(
-            lead_id=row.id, email=row.email, phone=row.phone, first_name=row.first_name,
-            last_name=row.last_name, company=row.company, title=row.title,
-            company_size=row.company_size, industry=row.industry, country=row.country,
-            source=row.source, consent=row.consent, attributes=row.attributes,
+            lead_id=row.id,
+            email=row.email,
+            phone=row.phone,
+            first_name=row.first_name,
+            last_name=row.last_name,
+            company=row.company,
+            title=row.title,
+            company_size=row.company_size,
+            industry=row.industry,
+            country=row.country,
+            source=row.source,
+            consent=row.consent,
+            attributes=row.attributes,
             created_at=row.created_at,
         )
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leadpact.service import ServiceDefinition
-
 from intake.api import build_router
+from leadpact.service import ServiceDefinition
 
 SERVICE = ServiceDefinition(
     name="intake",

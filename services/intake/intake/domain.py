@@ -29,7 +29,11 @@ class LeadIn(BaseModel):
                     "company_size": 240,
                     "industry": "manufacturing",
                     "country": "ES",
-                    "source": {"platform": "website", "campaign": "q4-demo", "utm_source": "google"},
+                    "source": {
+                        "platform": "website",
+                        "campaign": "q4-demo",
+                        "utm_source": "google",
+                    },
                     "consent": {"marketing": True, "text": "I agree to be contacted."},
                     "attributes": {"budget": "50k"},
                 }

@@ -49,7 +49,7 @@ class _Member:
     ) -> None:
         self.bus = bus
         self.group = group
-        self.topics = list(topics)
+        self.topics: Sequence[str] = list(topics)
         self.handler = handler
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
@@ -88,7 +88,7 @@ class _Member:
         while True:
             offset = offsets.get((topic, part), 0)
             async with partition.changed:
-                await partition.changed.wait_for(lambda: len(partition.log) > offset)
+                await partition.changed.wait_for(lambda at=offset: len(partition.log) > at)
             msg = partition.log[offset]
             await deliver(self.handler, msg, self.bus.retries, self.bus._dead_letter)
             offsets[(topic, part)] = offset + 1
@@ -138,7 +138,9 @@ class MemoryBus:
             await self.publish(topic, key, value)
 
     async def _dead_letter(self, msg: Message, error: str) -> None:
-        await self.publish(dlq_topic(msg.topic), msg.key, msg.value, dead_letter_headers(msg, error))
+        await self.publish(
+            dlq_topic(msg.topic), msg.key, msg.value, dead_letter_headers(msg, error)
+        )
 
     async def subscribe(
         self,
