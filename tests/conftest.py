@@ -2,4 +2,5 @@ pytest_plugins = [
     "tests.fixtures.tansu",
     "tests.fixtures.postgres",
     "tests.fixtures.system",
+    "tests.fixtures.distributed",
 ]
