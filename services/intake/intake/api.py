@@ -1,17 +1,23 @@
-"""Intake's HTTP routes: thin, the rules live in ``domain`` and the tables in ``store``."""
+"""Intake's generic JSON API: thin routes; rules live in ``domain``, storage in ``reception``."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, status
-from pydantic import BaseModel
+import orjson
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from intake import store
-from intake.domain import LeadIn, lead_created
+from intake.access import Caller, caller_dependency
+from intake.domain.lead import EXAMPLE, LeadIn, fingerprint
+from intake.guard import GuardedRoute, read_body
+from intake.openapi import body
+from intake.reception import IdempotentRequest, Raw, validation_problems
+from intake.runtime import Runtime
 from leadpact.service import ServiceContext
 
 
@@ -35,59 +41,75 @@ class LeadOut(BaseModel):
     consent: dict[str, Any] | None
     attributes: dict[str, Any]
     created_at: datetime
+    is_test: bool
+    existing_customer: bool | None
+    customer_check: str
 
 
-def build_router(ctx: ServiceContext) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["leads"])
+SUBMIT_DOC = (
+    "Cleans the lead (email normalised, phone to E.164, country to ISO 3166, names trimmed, "
+    "UTM from `landing_url`; unknown fields kept in `attributes`), then stores it and its "
+    "`lead.created` event in one transaction: 202 only after commit. The same person again "
+    "within the resubmission window becomes a `lead.activity` (`resubmitted`) on the existing "
+    "lead (`status: resubmitted`). A retry with the same `Idempotency-Key` and body gets the "
+    "stored answer; the same key with a different body gets 422."
+)
+
+
+def build_router(ctx: ServiceContext, parts: Runtime) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["leads"], route_class=GuardedRoute)
+    writer = caller_dependency(ctx, parts, "leads:write")
+    reader = caller_dependency(ctx, parts, "leads:read")
 
     @router.post(
         "/leads",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=LeadAccepted,
         summary="Submit a lead",
-        description="Stores the lead and its `lead.created` event in one transaction; "
-        "answers 202 only after commit. Retries with the same `Idempotency-Key` and body "
-        "get the same answer; the same key with a different body gets 422.",
+        description=SUBMIT_DOC,
+        openapi_extra=body(("application/json", LeadIn), example=EXAMPLE),
         responses={
+            401: {"description": "X-API-Key missing (when required), unknown or revoked"},
+            403: {"description": "The API key lacks the leads:write scope"},
+            413: {"description": "Body larger than the limit"},
+            415: {"description": "Content-Type is not application/json"},
             422: {
-                "description": "A field is invalid, or the Idempotency-Key was "
-                "used for a different body"
-            }
+                "description": "A field is invalid (named in `loc`), or the "
+                "Idempotency-Key was used for a different body"
+            },
+            429: {"description": "Rate limit of this API key; see Retry-After"},
         },
     )
     async def submit_lead(
-        lead: LeadIn,
-        idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+        request: Request,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        caller: Caller = Depends(writer),
     ) -> LeadAccepted:
-        fingerprint = lead.fingerprint()
+        raw_body = await read_body(request)
+        raw = Raw("api", request.headers.get("content-type", ""), raw_body, caller.key_id)
+        document = _json(raw_body)
+        idempotent = None
         if idempotency_key:
-            replay = await _replayed(ctx, idempotency_key, fingerprint)
+            idempotent = IdempotentRequest(
+                f"{caller.key_id or '-'}:{idempotency_key}", fingerprint(document)
+            )
+            replay = await _replayed(ctx, idempotent)
             if replay is not None:
                 return replay
-        lead_id = str(uuid.uuid4())
-        now = ctx.clock.now()
-        event = lead_created(lead_id, lead, now)
         try:
-            async with ctx.uow() as uow:
-                uow.session.add(_row(event.model_dump(), now))
-                if idempotency_key:
-                    uow.session.add(
-                        store.IdempotencyKey(
-                            key=idempotency_key,
-                            fingerprint=fingerprint,
-                            lead_id=lead_id,
-                            created_at=now,
-                        )
-                    )
-                uow.emit(event, ctx.contracts.current(now.date()).version)
-                await uow.commit()
+            lead = parts.reception.validate(_with_key_source(document, caller))
+        except ValidationError as exc:
+            await parts.reception.reject(raw, str(exc))
+            raise RequestValidationError(validation_problems(exc)) from None
+        try:
+            received = await parts.reception.receive(lead, raw, idempotent=idempotent)
         except IntegrityError:
             # A concurrent retry with the same key won the race: answer as it did.
-            replay = await _replayed(ctx, idempotency_key or "", fingerprint)
+            replay = await _replayed(ctx, idempotent) if idempotent else None
             if replay is None:
                 raise
             return replay
-        return LeadAccepted(lead_id=lead_id)
+        return LeadAccepted(lead_id=received.lead_id, status=received.status)
 
     @router.get(
         "/leads/{lead_id}",
@@ -95,62 +117,72 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         summary="Read a stored lead",
         responses={404: {"description": "No lead with this id"}},
     )
-    async def read_lead(lead_id: str) -> LeadOut:
+    async def read_lead(
+        lead_id: str,
+        caller: Caller = Depends(reader),
+    ) -> LeadOut:
         async with ctx.db.session() as session:
             row = await store.get_lead(session, lead_id)
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"lead_id: no lead {lead_id!r}")
-        return LeadOut(
-            lead_id=row.id,
-            email=row.email,
-            phone=row.phone,
-            first_name=row.first_name,
-            last_name=row.last_name,
-            company=row.company,
-            title=row.title,
-            company_size=row.company_size,
-            industry=row.industry,
-            country=row.country,
-            source=row.source,
-            consent=row.consent,
-            attributes=row.attributes,
-            created_at=row.created_at,
-        )
+        return _lead_out(row)
 
     return router
 
 
-async def _replayed(ctx: ServiceContext, key: str, fingerprint: str) -> LeadAccepted | None:
+def _json(raw_body: bytes) -> Any:
+    try:
+        return orjson.loads(raw_body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestValidationError(
+            [{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json_invalid"}]
+        ) from None
+
+
+def _with_key_source(document: Any, caller: Caller) -> Any:
+    """A key belongs to one source: its leads carry that platform unless they say one."""
+    if caller.source is None or not isinstance(document, dict):
+        return document
+    source = document.get("source")
+    if source is None:
+        return {**document, "source": {"platform": caller.source}}
+    if isinstance(source, dict) and not source.get("platform"):
+        return {**document, "source": {**source, "platform": caller.source}}
+    return document
+
+
+async def _replayed(ctx: ServiceContext, request: IdempotentRequest) -> LeadAccepted | None:
     async with ctx.db.session() as session:
-        stored = await store.get_idempotency_key(session, key)
+        stored = await store.get_idempotency_key(session, request.key)
     if stored is None:
         return None
-    if stored.fingerprint != fingerprint:
+    if stored.fingerprint != request.fingerprint:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             "Idempotency-Key: already used for a different request body",
         )
+    if stored.response:
+        return LeadAccepted.model_validate(stored.response)
     return LeadAccepted(lead_id=stored.lead_id)
 
 
-def _row(data: dict[str, Any], now: datetime) -> store.LeadRow:
-    return store.LeadRow(
-        id=data["lead_id"],
-        email=data["email"],
-        phone=data["phone"],
-        first_name=data["first_name"],
-        last_name=data["last_name"],
-        company=data["company"],
-        title=data["title"],
-        company_size=data["company_size"],
-        industry=data["industry"],
-        country=data["country"],
-        source=_jsonable(data["source"]),
-        consent=_jsonable(data["consent"]) if data["consent"] else None,
-        attributes=data["attributes"],
-        created_at=now,
+def _lead_out(row: store.LeadRow) -> LeadOut:
+    return LeadOut(
+        lead_id=row.id,
+        email=row.email,
+        phone=row.phone,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        company=row.company,
+        title=row.title,
+        company_size=row.company_size,
+        industry=row.industry,
+        country=row.country,
+        source=row.source,
+        consent=row.consent,
+        attributes=row.attributes,
+        created_at=row.created_at,
+        is_test=row.is_test,
+        existing_customer=row.existing_customer,
+        customer_check=row.customer_check,
     )
-
-
-def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in value.items()}

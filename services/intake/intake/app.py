@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from fastapi import APIRouter
+
 from intake.api import build_router
-from leadpact.service import ServiceDefinition
+from intake.platform_api import build_platform_router
+from intake.runtime import runtime
+from leadpact.service import ServiceContext, ServiceDefinition, Worker
+
+EVENT_HANDLERS: dict[type, object] = {}
+"""Intake consumes no events: leads come in over HTTP."""
+
+
+def _routers(ctx: ServiceContext) -> Sequence[APIRouter]:
+    parts = runtime(ctx)
+    return [build_router(ctx, parts), build_platform_router(ctx, parts)]
+
+
+def _workers(ctx: ServiceContext) -> Sequence[Worker]:
+    parts = runtime(ctx)
+    return [parts, parts.meta_worker, parts.customer_worker]
+
 
 SERVICE = ServiceDefinition(
     name="intake",
     title="intake",
     default_port=8001,
     migrations=Path(__file__).parent / "migrations",
-    routers=lambda ctx: [build_router(ctx)],
-    description="Receives leads, stores them durably and emits `lead.created`.",
+    routers=_routers,
+    workers=_workers,
+    description="Receives leads from our JSON API, Meta Lead Ads, Google Ads lead forms, "
+    "Typeform and website forms; cleans them, stores them durably and emits `lead.created` "
+    "(or `lead.activity` for a resubmission).",
 )

@@ -1,0 +1,118 @@
+"""A load-test scenario to point at any leadpact deployment (yours, not only ours).
+
+    python -m bench.load --intake http://127.0.0.1:8001 --rate 300 --seconds 20
+
+Open loop: leads are sent at a fixed rate whatever the answers' latency, as ad platforms do,
+so queueing shows up as latency instead of being hidden. Bounded by --seconds and --max.
+Prints one JSON line: sent, accepted, errors, achieved rate, latency p50/p95/p99 in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+def lead(i: int) -> dict[str, Any]:
+    return {
+        "email": f"load.{i}.{uuid.uuid4().hex[:6]}@acme-robotics.example",
+        "phone": "+34612345678",
+        "first_name": "Load",
+        "last_name": f"Test {i}",
+        "company": "Acme Robotics",
+        "title": "Head of Operations",
+        "company_size": 240,
+        "source": {"platform": "loadtest", "campaign": "bench"},
+    }
+
+
+@dataclass
+class Outcome:
+    started: dict[str, float] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    sent: int = 0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run(
+    intake: str, rate: float, seconds: float, limit: int, api_key: str | None = None
+) -> Outcome:
+    """Post leads at ``rate`` per second for ``seconds`` (at most ``limit``); record the
+    send time of each accepted lead id (for end-to-end measurements) and its latency."""
+    outcome = Outcome()
+    headers = {"X-API-Key": api_key} if api_key else {}
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=intake, limits=limits, timeout=30) as client:
+        tasks: list[asyncio.Task[None]] = []
+
+        async def one(i: int) -> None:
+            t0 = time.time()
+            try:
+                answer = await client.post("/v1/leads", json=lead(i), headers=headers)
+            except httpx.HTTPError as exc:
+                key = type(exc).__name__
+                outcome.errors[key] = outcome.errors.get(key, 0) + 1
+                return
+            if answer.status_code == 202:
+                outcome.latencies.append(time.time() - t0)
+                outcome.started[answer.json()["lead_id"]] = t0
+            else:
+                key = str(answer.status_code)
+                outcome.errors[key] = outcome.errors.get(key, 0) + 1
+
+        start = time.perf_counter()
+        i = 0
+        while i < limit and time.perf_counter() - start < seconds:
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+            i += 1
+        outcome.sent = i
+        await asyncio.gather(*tasks)
+    return outcome
+
+
+def summary(outcome: Outcome, seconds: float) -> dict[str, Any]:
+    ms = [x * 1000 for x in outcome.latencies]
+    return {
+        "sent": outcome.sent,
+        "accepted": len(outcome.latencies),
+        "errors": outcome.errors,
+        "rate_per_s": round(len(outcome.latencies) / seconds, 1),
+        "p50_ms": round(percentile(ms, 0.50), 2),
+        "p95_ms": round(percentile(ms, 0.95), 2),
+        "p99_ms": round(percentile(ms, 0.99), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--intake", default="http://127.0.0.1:8001")
+    parser.add_argument("--rate", type=float, default=100.0, help="leads per second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--max", type=int, default=100_000, help="stop after this many leads")
+    parser.add_argument("--api-key", default=None)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    outcome = asyncio.run(run(args.intake, args.rate, args.seconds, args.max, args.api_key))
+    print(json.dumps(summary(outcome, time.perf_counter() - started)))
+
+
+if __name__ == "__main__":
+    main()
