@@ -12,6 +12,49 @@ import typer
 app = typer.Typer(help="leadpact: the marketing–sales SLA, enforced.", no_args_is_help=True)
 migrations_app = typer.Typer(help="Database migrations of a service.")
 app.add_typer(migrations_app, name="migrations")
+dlq_app = typer.Typer(help="Dead-letter topics (Kafka): list and replay parked events.")
+app.add_typer(dlq_app, name="dlq")
+
+
+def _bootstrap() -> tuple[str, bool]:
+    from leadpact.settings import Settings
+
+    settings = Settings()
+    if not settings.bus_url.startswith("kafka://"):
+        raise typer.BadParameter("LEADPACT_BUS_URL must be kafka://host:port for dlq commands")
+    return settings.bus_url.removeprefix("kafka://"), settings.kafka_enable_idempotence
+
+
+@dlq_app.command("list")
+def dlq_list(topic: str) -> None:
+    """Print each event parked in TOPIC.dlq with its error, one JSON line each."""
+    import json
+
+    from leadpact.dlq import list_parked
+
+    bootstrap, _ = _bootstrap()
+    for parked in asyncio.run(list_parked(bootstrap, topic)):
+        typer.echo(
+            json.dumps(
+                {
+                    "offset": parked.offset,
+                    "key": parked.key,
+                    "error": parked.error,
+                    "origin": parked.origin,
+                    "value": parked.value.decode(errors="replace"),
+                }
+            )
+        )
+
+
+@dlq_app.command("replay")
+def dlq_replay(topic: str) -> None:
+    """Publish the events parked in TOPIC.dlq back to TOPIC, each once."""
+    from leadpact.dlq import replay
+
+    bootstrap, idempotence = _bootstrap()
+    count = asyncio.run(replay(bootstrap, topic, enable_idempotence=idempotence))
+    typer.echo(f"replayed {count} event(s) from {topic}.dlq")
 
 
 @app.command()

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(6, description="Partitions for topics leadpact creates")
     kafka_replication_factor: int = 1
     kafka_client_id: str = "leadpact"
+    kafka_session_timeout_ms: int = Field(
+        10_000, description="Consumer group session timeout; tansu holds a join for half of it"
+    )
+    kafka_heartbeat_interval_ms: int = 1_000
+    kafka_fetch_max_wait_ms: int = Field(100, description="Longest a fetch waits for data")
     consumer_retries: int = Field(3, description="Handler attempts before dead-lettering")
     relay_poll_seconds: float = Field(0.5, description="Outbox relay poll when not woken")
     log_level: str = "INFO"

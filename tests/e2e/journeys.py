@@ -119,9 +119,10 @@ async def journey_mql_breach_and_response(d: Deployment) -> None:
     assert await breaches_of(d, answered) == []
 
     metrics_after = (await d.client("sla-monitor").get("/metrics")).text
-    assert breach_count(metrics_after, "first_contact") - breach_count(
-        metrics_before, "first_contact"
-    ) == 1
+    assert (
+        breach_count(metrics_after, "first_contact") - breach_count(metrics_before, "first_contact")
+        == 1
+    )
 
     lookup = await d.client("crm-sync").get(
         "/v1/customers/lookup", params={"email": answered_lead["email"]}

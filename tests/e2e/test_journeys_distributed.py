@@ -39,7 +39,13 @@ async def deployment(
 ) -> AsyncIterator[journeys.Deployment]:
     system: DistributedSystem = await distributed_factory(CONTRACT)
     bus = bus_from_url(
-        Settings(bus_url=system.bus_url, kafka_enable_idempotence=False, kafka_partitions=3)
+        Settings(
+            bus_url=system.bus_url,
+            kafka_enable_idempotence=False,
+            kafka_partitions=3,
+            kafka_session_timeout_ms=2000,
+            kafka_heartbeat_interval_ms=300,
+        )
     )
     await bus.start()
     recorder = Recorder()

@@ -22,5 +22,8 @@ def bus_from_url(settings: Settings) -> EventBus:
             enable_idempotence=settings.kafka_enable_idempotence,
             client_id=settings.kafka_client_id,
             retries=settings.consumer_retries,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         )
     raise ValueError(f"LEADPACT_BUS_URL: unsupported scheme in {url!r} (memory:// or kafka://)")

@@ -36,6 +36,11 @@ class _Partition:
     log: list[Message] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
+    async def wait_beyond(self, offset: int) -> None:
+        """Return once the log holds a message at ``offset``."""
+        async with self.changed:
+            await self.changed.wait_for(lambda: len(self.log) > offset)
+
 
 class _Member:
     def __init__(
@@ -87,8 +92,7 @@ class _Member:
         offsets = self.bus._offsets.setdefault(self.group, {})
         while True:
             offset = offsets.get((topic, part), 0)
-            async with partition.changed:
-                await partition.changed.wait_for(lambda at=offset: len(partition.log) > at)
+            await partition.wait_beyond(offset)
             msg = partition.log[offset]
             await deliver(self.handler, msg, self.bus.retries, self.bus._dead_letter)
             offsets[(topic, part)] = offset + 1
