@@ -1,0 +1,4 @@
+from crm_sync.app import SERVICE
+from leadpact.service import serve
+
+serve(SERVICE)
