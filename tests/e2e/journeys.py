@@ -7,6 +7,7 @@ clock with a seconds-long deadline when distributed).
 
 from __future__ import annotations
 
+import random
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,10 +29,11 @@ class Deployment:
 
 
 def qualifying_lead() -> dict[str, Any]:
-    """Scores 60 points under the test contracts (threshold 50): an MQL."""
+    """Scores 60 points under the test contracts (threshold 50): an MQL. A new person each
+    time (intake folds a second lead of the same email or phone into the first)."""
     return {
         "email": f"ana.{uuid.uuid4().hex[:8]}@acme-robotics.example",
-        "phone": "+34612345678",
+        "phone": f"+3461{random.randrange(10**7):07d}",
         "first_name": "Ana",
         "last_name": "García",
         "company": "Acme Robotics",
