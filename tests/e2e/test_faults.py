@@ -71,9 +71,9 @@ async def _missing(system: DistributedSystem, lead: dict[str, Any]) -> str:
         customer = found.json().get("customer")
         if not customer or customer["lead_ids"] != [lead_id]:
             return f"{lead_id}: crm-sync has {customer and customer['lead_ids']}"
-    if "scoring" in system.clients:
-        if (await system["scoring"].get(f"/v1/scores/{lead_id}")).status_code != 200:
-            return f"{lead_id}: not scored"
+    scoring = system.clients.get("scoring")
+    if scoring and (await scoring.get(f"/v1/scores/{lead_id}")).status_code != 200:
+        return f"{lead_id}: not scored"
     return ""
 
 
