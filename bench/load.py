@@ -108,10 +108,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--max", type=int, default=100_000, help="stop after this many leads")
     parser.add_argument("--api-key", default=None)
+    parser.add_argument("--record", default=None, help="write {lead_id: send time} here")
     args = parser.parse_args()
     started = time.perf_counter()
     outcome = asyncio.run(run(args.intake, args.rate, args.seconds, args.max, args.api_key))
     print(json.dumps(summary(outcome, time.perf_counter() - started)))
+    if args.record:
+        with open(args.record, "w") as out:
+            json.dump(outcome.started, out)
 
 
 if __name__ == "__main__":
