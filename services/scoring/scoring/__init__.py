@@ -1,0 +1,1 @@
+"""leadpact scoring service: ``lead.created`` and activity in, a tier and ``lead.scored`` out."""

@@ -1,0 +1,4 @@
+from leadpact.service import serve
+from scoring.app import SERVICE
+
+serve(SERVICE)

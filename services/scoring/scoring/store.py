@@ -1,0 +1,241 @@
+"""Scoring's own tables: what it knows of each lead (features), its activities, and every
+score it gave; and the queries on them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class LeadFeatures(Base):
+    """The attributes of a lead that scoring uses, as ``lead.created`` carried them."""
+
+    __tablename__ = "scoring_leads"
+
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ActivityRow(Base):
+    __tablename__ = "scoring_activities"
+    # One event is one activity, even if two event ids carried it (natural key).
+    __table_args__ = (UniqueConstraint("lead_id", "activity", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(String(64), index=True)
+    activity: Mapped[str] = mapped_column(String(100))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ScoreRow(Base):
+    """One score given to a lead; the latest is the current one."""
+
+    __tablename__ = "scores"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(String(64), index=True)
+    points: Mapped[int] = mapped_column(Integer)
+    probability: Mapped[float | None] = mapped_column(Float)
+    tier: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    model_version: Mapped[str | None] = mapped_column(String(100))
+    contract_version: Mapped[str] = mapped_column(String(100))
+    trigger: Mapped[str] = mapped_column(String(32))
+    announced: Mapped[bool] = mapped_column(default=False)
+    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+async def lead_features(session: AsyncSession, lead_id: str) -> LeadFeatures | None:
+    return await session.get(LeadFeatures, lead_id)
+
+
+async def save_lead(session: AsyncSession, row: LeadFeatures) -> bool:
+    """Store the lead once; False when it was known already (a replayed ``lead.created``)."""
+    if await session.get(LeadFeatures, row.lead_id) is not None:
+        return False
+    session.add(row)
+    await session.flush()
+    return True
+
+
+async def record_activity(session: AsyncSession, row: ActivityRow) -> bool:
+    """Store the activity once; False when this lead already had it at that instant."""
+    existing = await session.scalar(
+        select(ActivityRow.id).where(
+            ActivityRow.lead_id == row.lead_id,
+            ActivityRow.activity == row.activity,
+            ActivityRow.occurred_at == row.occurred_at,
+        )
+    )
+    if existing is not None:
+        return False
+    session.add(row)
+    await session.flush()
+    return True
+
+
+async def activities_of(session: AsyncSession, lead_id: str) -> list[ActivityRow]:
+    rows = await session.scalars(
+        select(ActivityRow).where(ActivityRow.lead_id == lead_id).order_by(ActivityRow.occurred_at)
+    )
+    return list(rows)
+
+
+async def latest_announced(session: AsyncSession, lead_id: str) -> ScoreRow | None:
+    """The last score that went out as ``lead.scored``: re-scores are compared to it."""
+    return await session.scalar(
+        select(ScoreRow)
+        .where(ScoreRow.lead_id == lead_id, ScoreRow.announced.is_(True))
+        .order_by(ScoreRow.id.desc())
+        .limit(1)
+    )
+
+
+async def history(session: AsyncSession, lead_id: str, limit: int) -> list[ScoreRow]:
+    """The lead's scores, newest first."""
+    rows = await session.scalars(
+        select(ScoreRow)
+        .where(ScoreRow.lead_id == lead_id)
+        .order_by(ScoreRow.id.desc())
+        .limit(limit)
+    )
+    return list(rows)
+
+
+class LabelRow(Base):
+    """What sales made of a lead: 1 (accepted as SQL, or a won deal) or 0 (rejected for a
+    reason configured as negative). One label per lead; the latest fact decides."""
+
+    __tablename__ = "labels"
+
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[int] = mapped_column(Integer)
+    fact: Mapped[str] = mapped_column(String(64))
+    labelled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ModelRow(Base):
+    """The model registry: every trained or uploaded model, its figures, and which one is
+    the champion (exactly one at most)."""
+
+    __tablename__ = "models"
+    # At most one champion, even when two promotions race (partial unique index).
+    __table_args__ = (
+        Index(
+            "ix_models_one_champion",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'champion'"),
+            postgresql_where=text("status = 'champion'"),
+        ),
+    )
+
+    version: Mapped[str] = mapped_column(String(100), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # champion/challenger/retired
+    origin: Mapped[str] = mapped_column(String(32))  # retrain or upload
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    training_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    training_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    feature_schema: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    booster: Mapped[str] = mapped_column(Text)
+
+
+async def set_label(
+    session: AsyncSession, lead_id: str, label: int, fact: str, at: datetime
+) -> None:
+    row = await session.get(LabelRow, lead_id)
+    if row is None:
+        session.add(LabelRow(lead_id=lead_id, label=label, fact=fact, labelled_at=at))
+    elif fact == "deal_won" or row.fact != "deal_won":
+        # A won deal is the strongest fact; nothing later overrides it.
+        row.label, row.fact, row.labelled_at = label, fact, at
+    await session.flush()
+
+
+async def labelled_leads(session: AsyncSession) -> list[tuple[LeadFeatures, LabelRow]]:
+    """Leads with a label, oldest lead first (the order training needs)."""
+    result = await session.execute(
+        select(LeadFeatures, LabelRow)
+        .join(LabelRow, LabelRow.lead_id == LeadFeatures.lead_id)
+        .order_by(LeadFeatures.created_at, LeadFeatures.lead_id)
+    )
+    return [(lead, label) for lead, label in result.all()]
+
+
+async def count_labels_since(session: AsyncSession, since: datetime | None) -> tuple[int, int]:
+    """(all labels, labels newer than ``since``)."""
+    total = await session.scalar(select(func.count()).select_from(LabelRow)) or 0
+    if since is None:
+        return total, total
+    newer = (
+        await session.scalar(
+            select(func.count()).select_from(LabelRow).where(LabelRow.labelled_at > since)
+        )
+        or 0
+    )
+    return total, newer
+
+
+async def models(session: AsyncSession) -> list[ModelRow]:
+    return list(await session.scalars(select(ModelRow).order_by(ModelRow.created_at.desc())))
+
+
+async def champion(session: AsyncSession) -> ModelRow | None:
+    return await session.scalar(select(ModelRow).where(ModelRow.status == "champion"))
+
+
+async def latest_trained(session: AsyncSession) -> ModelRow | None:
+    return await session.scalar(
+        select(ModelRow)
+        .where(ModelRow.origin == "retrain")
+        .order_by(ModelRow.created_at.desc())
+        .limit(1)
+    )
+
+
+async def promote(session: AsyncSession, row: ModelRow, at: datetime) -> None:
+    current = await champion(session)
+    if current is not None and current.version != row.version:
+        current.status = "retired"
+        await session.flush()  # the old champion steps down before the new one steps up
+    row.status, row.promoted_at = "champion", at
+    await session.flush()
+
+
+async def previous_champion(session: AsyncSession, current: ModelRow) -> ModelRow | None:
+    """The model that was champion just before ``current``."""
+    return await session.scalar(
+        select(ModelRow)
+        .where(
+            ModelRow.promoted_at.is_not(None),
+            ModelRow.version != current.version,
+            ModelRow.promoted_at <= current.promoted_at,  # type: ignore[operator]
+        )
+        .order_by(ModelRow.promoted_at.desc())
+        .limit(1)
+    )
