@@ -162,6 +162,33 @@ class SlaBreached(EventData):
     detected_at: datetime
 
 
+class LeadAssigned(EventData):
+    """An MQL got its owner: by a routing rule, by the CRM, or by a person reassigning it."""
+
+    topic: ClassVar[str] = "lead.assigned"
+    lead_id: str
+    owner: str
+    team: str | None = None
+    rule: str | None = Field(default=None, description="routing rule that matched, if any")
+    reason: Literal["routing", "crm", "reassigned", "escalation", "account_owner"] = "routing"
+    previous_owner: str | None = None
+    by: str | None = Field(default=None, description="who reassigned it, for manual changes")
+    contract_version: str | None = None
+    assigned_at: datetime
+
+
+class PrivacyErased(EventData):
+    """A person asked to be forgotten: every service removes their personal fields.
+
+    Keyed by the hashed email so the erasure request itself carries no personal data."""
+
+    topic: ClassVar[str] = "privacy.erased"
+    subject_hash: str = Field(description="sha256 hex of the normalised email")
+    lead_ids: list[str] = Field(default_factory=list)
+    customer_id: str | None = None
+    erased_at: datetime
+
+
 class CustomerUpdated(EventData):
     topic: ClassVar[str] = "customer.updated"
     customer_id: str
@@ -183,7 +210,9 @@ EVENT_MODELS: dict[str, type[EventData]] = {
         DealClosed,
         SlaAtRisk,
         SlaBreached,
+        LeadAssigned,
         CustomerUpdated,
+        PrivacyErased,
     )
 }
 TOPICS: tuple[str, ...] = tuple(EVENT_MODELS)

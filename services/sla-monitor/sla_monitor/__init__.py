@@ -1,0 +1,1 @@
+"""leadpact sla-monitor: the deadlines sales promised in the SLA contract, watched."""

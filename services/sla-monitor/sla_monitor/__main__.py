@@ -1,0 +1,4 @@
+from leadpact.service import serve
+from sla_monitor.app import SERVICE
+
+serve(SERVICE)

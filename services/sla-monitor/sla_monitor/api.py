@@ -1,0 +1,155 @@
+"""Thin HTTP routes over the deadline store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import AwareDatetime, BaseModel, Field
+
+from leadpact.events import Clause
+from leadpact.service import ServiceContext
+from sla_monitor import store
+from sla_monitor.domain import CLAUSE_TEAM, late_seconds
+
+
+class ClauseStatus(BaseModel):
+    clause: str
+    due_at: datetime
+    status: str
+    resolved_at: datetime | None
+
+
+class LeadSla(BaseModel):
+    lead_id: str
+    clauses: list[ClauseStatus]
+
+
+class Breach(BaseModel):
+    lead_id: str
+    clause: str
+    team: str
+    owner: str | None
+    source: str | None
+    deadline: datetime
+    detected_at: datetime
+    late_seconds: float
+
+
+class BreachLog(BaseModel):
+    breaches: list[Breach]
+
+
+class ClauseCompliance(BaseModel):
+    clause: str
+    team: str
+    armed: int
+    met: int
+    breached: int
+    open: int
+    compliance: float | None = Field(
+        description="met / (met + breached); null while nothing is decided"
+    )
+
+
+class Compliance(BaseModel):
+    since: datetime
+    until: datetime
+    clauses: list[ClauseCompliance]
+
+
+def _compliance(counts: list[tuple[str, str, int]], team: str | None) -> list[ClauseCompliance]:
+    found = []
+    for clause, owner in CLAUSE_TEAM.items():
+        if team is not None and owner != team:
+            continue
+        by_status = {status: n for c, status, n in counts if c == clause}
+        met, breached = by_status.get(store.MET, 0), by_status.get(store.BREACHED, 0)
+        decided = met + breached
+        found.append(
+            ClauseCompliance(
+                clause=clause,
+                team=owner,
+                armed=sum(by_status.values()),
+                met=met,
+                breached=breached,
+                open=by_status.get(store.OPEN, 0),
+                compliance=met / decided if decided else None,
+            )
+        )
+    return found
+
+
+def _breach(row: store.DeadlineRow) -> Breach:
+    detected = row.resolved_at or row.due_at
+    return Breach(
+        lead_id=row.lead_id,
+        clause=row.clause,
+        team=CLAUSE_TEAM.get(row.clause, "sales"),
+        owner=row.owner,
+        source=row.source,
+        deadline=row.due_at,
+        detected_at=detected,
+        late_seconds=late_seconds(row.due_at, detected),
+    )
+
+
+def build_router(ctx: ServiceContext) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["sla"])
+
+    @router.get(
+        "/leads/{lead_id}/sla",
+        summary="The SLA clauses armed for a lead and where each stands",
+        responses={404: {"description": "No deadline was ever armed for this lead"}},
+    )
+    async def lead_sla(lead_id: str = Path(max_length=64)) -> LeadSla:
+        async with ctx.uow() as uow:
+            rows = await store.lead_deadlines(uow.session, lead_id)
+            found = [
+                ClauseStatus(
+                    clause=r.clause, due_at=r.due_at, status=r.status, resolved_at=r.resolved_at
+                )
+                for r in rows
+            ]
+        if not found:
+            raise HTTPException(404, f"lead_id {lead_id!r}: no SLA deadline armed for this lead")
+        return LeadSla(lead_id=lead_id, clauses=found)
+
+    @router.get("/breaches", summary="The breach log, oldest detection first")
+    async def breach_log(
+        since: Annotated[
+            AwareDatetime | None, Query(description="only breaches detected at or after")
+        ] = None,
+        clause: Annotated[Clause | None, Query(description="only this clause")] = None,
+        team: Annotated[
+            str | None, Query(max_length=100, description="only this answerable team")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> BreachLog:
+        clauses = list(CLAUSE_TEAM) if clause is None else [clause]
+        if team is not None:  # a team answers for some clauses; filter by those
+            clauses = [c for c in clauses if CLAUSE_TEAM[c] == team]
+        async with ctx.uow() as uow:
+            rows = await store.breaches(uow.session, since, clauses, limit)
+            return BreachLog(breaches=[_breach(r) for r in rows])
+
+    @router.get(
+        "/compliance",
+        summary="SLA compliance per clause and team for the MQLs of a period",
+    )
+    async def compliance(
+        since: Annotated[AwareDatetime, Query(description="MQLs from this instant")],
+        until: Annotated[
+            AwareDatetime | None, Query(description="MQLs before this instant (default now)")
+        ] = None,
+        team: Annotated[str | None, Query(max_length=100)] = None,
+    ) -> Compliance:
+        end = until or ctx.clock.now()
+        if end <= since:
+            raise HTTPException(422, "until: must be after since")
+        async with ctx.uow() as uow:
+            counts = await store.status_counts(uow.session, since, end)
+        return Compliance(since=since, until=end, clauses=_compliance(counts, team))
+
+    return router

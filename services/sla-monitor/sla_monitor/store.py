@@ -1,0 +1,270 @@
+"""The sla-monitor's own table: one deadline per (lead, clause), and the queries on it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Index, Integer, String, UniqueConstraint, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+OPEN, MET, BREACHED = "open", "met", "breached"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way out, also on SQLite (which forgets the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DeadlineRow(Base):
+    """A clause armed for a lead. ``status`` moves once: open → met or open → breached."""
+
+    __tablename__ = "sla_deadlines"
+    # A business fact happens once: a lead has one deadline per clause however often it
+    # is scored MQL again.
+    __table_args__ = (
+        UniqueConstraint("lead_id", "clause", name="uq_sla_deadlines_lead_clause"),
+        Index("ix_sla_deadlines_status_due", "status", "due_at"),
+        Index("ix_sla_deadlines_status_risk", "status", "at_risk_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(String(64))
+    clause: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    armed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    at_risk_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    source: Mapped[str | None] = mapped_column(String(100))
+    contract_version: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), default=OPEN)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    contacted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    warned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AttemptRow(Base):
+    """One contact attempt on a lead: the attempts clause's ledger."""
+
+    __tablename__ = "sla_attempts"
+    # The same attempt reported twice (two event ids) is one attempt.
+    __table_args__ = (UniqueConstraint("lead_id", "channel", "contacted_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    contacted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+def _insert(session: AsyncSession) -> Any:
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def arm(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert the deadline unless this (lead, clause) has one; True when inserted."""
+    values = {**values, "status": OPEN}
+    stmt = _insert(session)(DeadlineRow).values(**values)
+    result = await session.execute(
+        stmt.on_conflict_do_nothing(index_elements=["lead_id", "clause"])
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def mark_met(
+    session: AsyncSession, lead_id: str, clause: str, at: datetime, *, on_time_only: bool = True
+) -> bool:
+    """Open → met (when ``at`` is on time, unless told otherwise); True when it changed."""
+    conditions = [
+        DeadlineRow.lead_id == lead_id,
+        DeadlineRow.clause == clause,
+        DeadlineRow.status == OPEN,
+    ]
+    if on_time_only:
+        conditions.append(DeadlineRow.due_at >= at)
+    result = await session.execute(
+        update(DeadlineRow).where(*conditions).values(status=MET, resolved_at=at)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def record_first_contact(
+    session: AsyncSession, lead_id: str, at: datetime, owner: str | None
+) -> DeadlineRow | None:
+    """Remember the first contact once; returns the row the first time only."""
+    values: dict[str, Any] = {"contacted_at": at}
+    if owner is not None:
+        values["owner"] = owner
+    result = await session.execute(
+        update(DeadlineRow)
+        .where(
+            DeadlineRow.lead_id == lead_id,
+            DeadlineRow.clause == "first_contact",
+            DeadlineRow.contacted_at.is_(None),
+        )
+        .values(**values)
+        .returning(DeadlineRow)
+    )
+    return result.scalar_one_or_none()
+
+
+async def record_attempt(session: AsyncSession, lead_id: str, channel: str, at: datetime) -> None:
+    stmt = _insert(session)(AttemptRow).values(lead_id=lead_id, channel=channel, contacted_at=at)
+    await session.execute(stmt.on_conflict_do_nothing())
+
+
+async def attempts_of(session: AsyncSession, lead_id: str) -> list[tuple[str, datetime]]:
+    rows = await session.execute(
+        select(AttemptRow.channel, AttemptRow.contacted_at).where(AttemptRow.lead_id == lead_id)
+    )
+    return [(channel, at) for channel, at in rows.all()]
+
+
+async def deadline(session: AsyncSession, lead_id: str, clause: str) -> DeadlineRow | None:
+    found: DeadlineRow | None = await session.scalar(
+        select(DeadlineRow).where(DeadlineRow.lead_id == lead_id, DeadlineRow.clause == clause)
+    )
+    return found
+
+
+async def mark_warned(session: AsyncSession, row_id: int, at: datetime) -> bool:
+    """Record the at-risk warning once; False when it was sent or the clause resolved."""
+    result = await session.execute(
+        update(DeadlineRow)
+        .where(
+            DeadlineRow.id == row_id, DeadlineRow.status == OPEN, DeadlineRow.warned_at.is_(None)
+        )
+        .values(warned_at=at)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def at_risk(
+    session: AsyncSession, now: datetime, clauses: Sequence[str], limit: int
+) -> Sequence[DeadlineRow]:
+    """Open, unwarned deadlines whose at-risk time has come."""
+    rows = await session.scalars(
+        select(DeadlineRow)
+        .where(
+            DeadlineRow.status == OPEN,
+            DeadlineRow.clause.in_(clauses),
+            DeadlineRow.warned_at.is_(None),
+            DeadlineRow.at_risk_at <= now,
+        )
+        .order_by(DeadlineRow.at_risk_at, DeadlineRow.id)
+        .limit(limit)
+    )
+    return rows.all()
+
+
+async def open_count(session: AsyncSession) -> int:
+    count = await session.scalar(
+        select(func.count()).select_from(DeadlineRow).where(DeadlineRow.status == OPEN)
+    )
+    return int(count or 0)
+
+
+async def breaches(
+    session: AsyncSession, since: datetime | None, clauses: Sequence[str], limit: int
+) -> Sequence[DeadlineRow]:
+    """The breach log of these clauses: breached deadlines, newest detection last."""
+    query = select(DeadlineRow).where(
+        DeadlineRow.status == BREACHED, DeadlineRow.clause.in_(clauses)
+    )
+    if since is not None:
+        query = query.where(DeadlineRow.resolved_at >= since)
+    rows = await session.scalars(
+        query.order_by(DeadlineRow.resolved_at, DeadlineRow.id).limit(limit)
+    )
+    return rows.all()
+
+
+async def status_counts(
+    session: AsyncSession, since: datetime, until: datetime
+) -> list[tuple[str, str, int]]:
+    """(clause, status, deadlines) for the leads that became MQLs in [since, until)."""
+    rows = await session.execute(
+        select(DeadlineRow.clause, DeadlineRow.status, func.count())
+        .where(DeadlineRow.started_at >= since, DeadlineRow.started_at < until)
+        .group_by(DeadlineRow.clause, DeadlineRow.status)
+    )
+    return [(clause, status, int(n)) for clause, status, n in rows.all()]
+
+
+async def mark_breached(session: AsyncSession, row_id: int, detected_at: datetime) -> bool:
+    """Open → breached; False when someone else (another worker, a contact) got there
+    first. The status condition is what makes the breach happen once."""
+    result = await session.execute(
+        update(DeadlineRow)
+        .where(DeadlineRow.id == row_id, DeadlineRow.status == OPEN)
+        .values(status=BREACHED, resolved_at=detected_at)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def overdue(
+    session: AsyncSession, now: datetime, clauses: Sequence[str], limit: int
+) -> Sequence[DeadlineRow]:
+    """Open deadlines of the timed ``clauses`` due at or before ``now``, oldest first."""
+    rows = await session.scalars(
+        select(DeadlineRow)
+        .where(
+            DeadlineRow.status == OPEN,
+            DeadlineRow.clause.in_(clauses),
+            DeadlineRow.due_at <= now,
+        )
+        # A fixed order makes racing watches lock rows in the same order: no deadlock.
+        .order_by(DeadlineRow.due_at, DeadlineRow.id)
+        .limit(limit)
+    )
+    return rows.all()
+
+
+async def open_wake_times(
+    session: AsyncSession, until: datetime, clauses: Sequence[str], limit: int
+) -> list[datetime]:
+    """Due and at-risk times of open deadlines up to ``until`` (the watch's horizon)."""
+    open_timed = (DeadlineRow.status == OPEN, DeadlineRow.clause.in_(clauses))
+    dues = await session.scalars(
+        select(DeadlineRow.due_at)
+        .where(*open_timed, DeadlineRow.due_at <= until)
+        .order_by(DeadlineRow.due_at)
+        .limit(limit)
+    )
+    warnings = await session.scalars(
+        select(DeadlineRow.at_risk_at)
+        .where(*open_timed, DeadlineRow.warned_at.is_(None), DeadlineRow.at_risk_at <= until)
+        .order_by(DeadlineRow.at_risk_at)
+        .limit(limit)
+    )
+    times = sorted([*dues.all(), *(w for w in warnings.all() if w is not None)])
+    return times[:limit]
+
+
+async def lead_deadlines(session: AsyncSession, lead_id: str) -> Sequence[DeadlineRow]:
+    rows = await session.scalars(
+        select(DeadlineRow).where(DeadlineRow.lead_id == lead_id).order_by(DeadlineRow.id)
+    )
+    return rows.all()

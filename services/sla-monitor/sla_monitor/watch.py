@@ -1,0 +1,154 @@
+"""The deadline watch: sleeps until the nearest due or at-risk time, then acts on what is due.
+
+The heap only decides *when* to wake; what to breach or warn about is read from the store,
+so a deadline armed by another process, or one whose wake-up was missed, is still caught
+at the next wake. Each breach is a conditional ``UPDATE ... WHERE status = 'open'`` in the
+same transaction as the ``sla.breached`` outbox row, so two watches racing on the same
+deadline (two replicas, a restart) emit it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+
+from leadpact.clock import Clock
+from leadpact.events import SlaAtRisk
+from leadpact.messaging import UnitOfWork
+from sla_monitor import store
+from sla_monitor.breach import breach_event, count_breach
+from sla_monitor.domain import TIMED_CLAUSES
+from sla_monitor.metrics import SlaMetrics
+
+log = structlog.get_logger("sla_monitor.watch")
+
+ARM_GRACE = timedelta(seconds=1)
+
+
+class DeadlineWatch:
+    """Background worker (``start``/``stop``) of the sla-monitor."""
+
+    def __init__(
+        self,
+        uow: Callable[[], UnitOfWork],
+        clock: Clock,
+        metrics: SlaMetrics,
+        *,
+        horizon: timedelta = timedelta(minutes=1),
+        batch: int = 500,
+    ) -> None:
+        self._uow = uow
+        self._clock = clock
+        self._metrics = metrics
+        self._horizon = horizon
+        self._batch = batch
+        self._heap: list[datetime] = []
+        self._loaded_until: datetime | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def armed(self, due_at: datetime) -> None:
+        """A deadline (or its at-risk time) was armed: remember it when near, re-plan.
+
+        Called before the arming transaction commits, so a time already past is looked at
+        again a moment later, when its row is visible."""
+        due_at = max(due_at, self._clock.now() + ARM_GRACE)
+        if self._loaded_until is None or due_at <= self._loaded_until:
+            heapq.heappush(self._heap, due_at)
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._loaded_until = None  # rebuild from the store
+        self._task = asyncio.create_task(self._run(), name="sla-deadline-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._cycle()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup must not end the watch
+                log.exception("deadline watch cycle failed")
+                await self._clock.sleep_until(self._clock.now() + timedelta(seconds=1))
+
+    async def _cycle(self) -> None:
+        now = self._clock.now()
+        if self._loaded_until is None or now >= self._loaded_until:
+            await self._reload(now)
+        while self._heap and self._heap[0] <= now:
+            heapq.heappop(self._heap)
+        assert self._loaded_until is not None
+        warned = await self.warn_due(now)
+        if await self.breach_due(now) >= self._batch or warned >= self._batch:
+            return  # more are due: go round again without sleeping
+        wake_at = min(self._heap[0], self._loaded_until) if self._heap else self._loaded_until
+        self._wake.clear()
+        await self._clock.sleep_until(wake_at, self._wake)
+
+    async def _reload(self, now: datetime) -> None:
+        """Rebuild the heap from the store: the open deadlines within the horizon."""
+        until = now + self._horizon
+        async with self._uow() as uow:
+            times = await store.open_wake_times(uow.session, until, TIMED_CLAUSES, self._batch)
+            self._metrics.open_deadlines.set(await store.open_count(uow.session))
+        if len(times) >= self._batch:
+            until = times[-1]  # too many near: watch the nearest ones, reload after them
+        self._heap = times
+        heapq.heapify(self._heap)
+        self._loaded_until = until
+
+    async def breach_due(self, now: datetime) -> int:
+        """Breach every open deadline due by ``now``; returns how many were looked at."""
+        changed: list[store.DeadlineRow] = []
+        async with self._uow() as uow:
+            rows = await store.overdue(uow.session, now, TIMED_CLAUSES, self._batch)
+            for row in rows:
+                if await store.mark_breached(uow.session, row.id, now):
+                    changed.append(row)
+                    uow.emit(breach_event(row, now), row.contract_version)
+            looked_at = len(rows)
+            counted = [(row.clause, row.source, row.due_at) for row in changed]
+            await uow.commit()
+        # Counted after the commit, and only for rows this watch changed: never twice.
+        for clause, source, due_at in counted:
+            count_breach(self._metrics, clause, source, due_at, now)
+        if counted:
+            log.info("sla breached", count=len(counted))
+        return looked_at
+
+    async def warn_due(self, now: datetime) -> int:
+        """Send ``sla.at_risk`` once for every open deadline past its at-risk time."""
+        warned: list[str] = []
+        async with self._uow() as uow:
+            rows = await store.at_risk(uow.session, now, TIMED_CLAUSES, self._batch)
+            for row in rows:
+                if await store.mark_warned(uow.session, row.id, now):
+                    warned.append(row.clause)
+                    remaining = max(0.0, (row.due_at - now).total_seconds())
+                    uow.emit(
+                        SlaAtRisk(
+                            lead_id=row.lead_id,
+                            clause=row.clause,  # type: ignore[arg-type]
+                            owner=row.owner,
+                            deadline=row.due_at,
+                            remaining_seconds=remaining,
+                        ),
+                        row.contract_version,
+                    )
+            looked_at = len(rows)
+            await uow.commit()
+        for clause in warned:
+            self._metrics.at_risk.labels(clause).inc()
+        return looked_at
