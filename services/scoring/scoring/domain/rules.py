@@ -119,11 +119,10 @@ def apply_rules(
 ) -> RuleOutcome:
     """Disqualifiers first; then every points rule that holds adds its points."""
     lists = contract.lists
-    for rule in contract.mql.disqualify:
-        if field_rule_holds(rule, fields, lists):
-            return RuleOutcome(
-                0, [f"disqualified {rule.field}: {fields.get(rule.field)}"], rule.field
-            )
+    for disqualifier in contract.mql.disqualify:
+        if field_rule_holds(disqualifier, fields, lists):
+            field = disqualifier.field
+            return RuleOutcome(0, [f"disqualified {field}: {fields.get(field)}"], field)
     seen = list(occurrences)
     points = 0
     reasons: list[str] = []
