@@ -77,6 +77,7 @@ class UnitOfWork:
         self._on_commit = on_commit
         self.session: AsyncSession = db.session()
         self.emitted: list[CloudEvent[Any]] = []
+        self._after_commit: list[Callable[[], None]] = []
 
     async def __aenter__(self) -> UnitOfWork:
         return self
@@ -100,6 +101,12 @@ class UnitOfWork:
         )
         self.emitted.append(event)
         return event
+
+    def after_commit(self, effect: Callable[[], None]) -> None:
+        """Run ``effect`` once this transaction has committed, never if it rolls back.
+
+        Metrics go here: a handler retried after a failed commit must not count twice."""
+        self._after_commit.append(effect)
 
     async def claim(self, consumer: str, event_id: str) -> bool:
         """Record ``event_id`` as handled by ``consumer``; False when it already was."""
@@ -127,6 +134,9 @@ class UnitOfWork:
         await self.session.commit()
         if self.emitted:
             self._on_commit()
+        effects, self._after_commit = self._after_commit, []
+        for effect in effects:
+            effect()
 
 
 class OutboxRelay:

@@ -3,9 +3,33 @@ five services share one process, each ``/metrics`` shows only its own series."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+LagSource = Callable[[], dict[tuple[str, int], int]]
+
+
+class ConsumerLag(Collector):
+    """``leadpact_consumer_lag`` read from the bus at scrape time, so it is never stale."""
+
+    def __init__(self) -> None:
+        self.source: LagSource | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "leadpact_consumer_lag",
+            "Messages on an owned partition not yet handled by this service's consumer.",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), lag in sorted((self.source or dict)().items()):
+            family.add_metric([topic, str(partition)], lag)
+        yield family
 
 
 class ServiceMetrics:
@@ -78,3 +102,5 @@ class ServiceMetrics:
             registry=r,
         )
         self.up.labels(service).set(1)
+        self.consumer_lag = ConsumerLag()
+        r.register(self.consumer_lag)

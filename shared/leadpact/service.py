@@ -162,6 +162,7 @@ def create_app(
                 on_assigned=ctx.extras.get("on_assigned"),
                 on_revoked=ctx.extras.get("on_revoked"),
             )
+            ctx.metrics.consumer_lag.source = subscription.lag
         workers = list(definition.workers(ctx))
         for worker in workers:
             await worker.start()
@@ -174,6 +175,7 @@ def create_app(
             for worker in reversed(workers):
                 await worker.stop()
             if subscription is not None:
+                ctx.metrics.consumer_lag.source = None
                 await subscription.stop()
             await ctx.relay.stop()
             with contextlib.suppress(Exception):

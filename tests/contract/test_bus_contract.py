@@ -197,6 +197,20 @@ async def test_handled_messages_are_not_redelivered_to_the_next_member(bus: Even
     await eventually(lambda: second.values() == [b"two"], 30)
 
 
+async def test_lag_counts_what_the_member_has_not_handled_yet(bus: EventBus) -> None:
+    topic, release = name("t"), asyncio.Event()
+
+    async def slow(msg: Message) -> None:
+        await release.wait()
+
+    member = await bus.subscribe(name("g"), [topic], slow)
+    for i in range(5):
+        await bus.publish(topic, "one-lead", str(i).encode())
+    await eventually(lambda: sum(member.lag().values()) == 5, 20)
+    release.set()
+    await eventually(lambda: sum(member.lag().values()) == 0, 20)
+
+
 async def test_a_dead_letter_topic_is_listed_and_replayed_once(tansu: Any) -> None:
     from leadpact.dlq import list_parked, replay
 

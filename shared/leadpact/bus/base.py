@@ -41,6 +41,9 @@ class Subscription(Protocol):
     def assignment(self) -> set[tuple[str, int]]:
         """The (topic, partition) pairs this member currently owns."""
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Messages not yet handled on each owned partition, as far as this member knows."""
+
     async def stop(self) -> None: ...
 
 

@@ -74,6 +74,7 @@ class KafkaSubscription:
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
         self._owned: set[tuple[str, int]] = set()
+        self._next: dict[tuple[str, int], int] = {}
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bus.bootstrap_servers,
             group_id=group,
@@ -86,6 +87,16 @@ class KafkaSubscription:
 
     def assignment(self) -> set[tuple[str, int]]:
         return set(self._owned)
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """High-water mark from the last fetch minus the next offset to handle."""
+        lags: dict[tuple[str, int], int] = {}
+        for topic, part in self._owned:
+            tp = TopicPartition(topic, part)
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                lags[(topic, part)] = max(0, highwater - self._next.get((topic, part), highwater))
+        return lags
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -116,6 +127,8 @@ class KafkaSubscription:
 
     async def _partition(self, tp: TopicPartition, records: list[Any]) -> None:
         """Handle one partition's batch in order, committing after each handled message."""
+        if records:
+            self._next.setdefault((tp.topic, tp.partition), records[0].offset)
         for record in records:
             msg = Message(
                 topic=record.topic,
@@ -127,6 +140,7 @@ class KafkaSubscription:
             )
             await deliver(self.handler, msg, self.bus.retries, self.bus._dead_letter)
             await self._commit(tp, record.offset + 1)
+            self._next[(tp.topic, tp.partition)] = record.offset + 1
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         try:

@@ -64,6 +64,13 @@ class _Member:
     def assignment(self) -> set[tuple[str, int]]:
         return set(self._owned)
 
+    def lag(self) -> dict[tuple[str, int], int]:
+        offsets = self.bus._offsets.get(self.group, {})
+        return {
+            (topic, part): len(self.bus._partition(topic, part).log) - offsets.get((topic, part), 0)
+            for topic, part in self._owned
+        }
+
     async def stop(self) -> None:
         await self.bus._leave(self)
 
