@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.system",
     "tests.fixtures.distributed",
+    "tests.fixtures.no_skips_in_ci",
 ]
