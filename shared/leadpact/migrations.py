@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from alembic import command, context
+import sqlalchemy as sa
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
@@ -76,3 +77,38 @@ def new_revision(script_location: Path, message: str) -> None:
         url = f"sqlite+aiosqlite:///{tmp}/scratch.db"
         upgrade(url, script_location)
         command.revision(alembic_config(url, script_location), message=message, autogenerate=True)
+
+
+def create_messaging_tables() -> None:
+    """The outbox and inbox every service has, for its first revision to call.
+
+    Frozen on purpose: a migration must mean the same thing forever, so a change to these
+    tables is a new function here and a new revision in each service, never an edit."""
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.String(length=128), nullable=False),
+        sa.Column("event_id", sa.String(length=64), nullable=False),
+        sa.Column("handled_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("consumer", "event_id"),
+    )
+    op.create_table(
+        "outbox",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("event_id", sa.String(length=64), nullable=False),
+        sa.Column("topic", sa.String(length=128), nullable=False),
+        sa.Column("key", sa.String(length=128), nullable=False),
+        sa.Column("payload", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("event_id"),
+    )
+
+
+def drop_messaging_tables() -> None:
+    op.drop_table("outbox")
+    op.drop_table("inbox")
