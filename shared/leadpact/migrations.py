@@ -7,6 +7,7 @@ At start-up the service calls :func:`upgrade`, so a fresh database is ready with
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,15 @@ def alembic_config(database_url: str, script_location: Path) -> Config:
     return cfg
 
 
+# Alembic keeps the running migration in module-level state (``alembic.context``), so two
+# upgrades in one process at once (five services starting embedded) must take turns.
+_ONE_AT_A_TIME = threading.Lock()
+
+
 def upgrade(database_url: str, script_location: Path, revision: str = "head") -> None:
     """Bring the database to ``revision`` (blocking; runs its own event loop)."""
-    command.upgrade(alembic_config(database_url, script_location), revision)
+    with _ONE_AT_A_TIME:
+        command.upgrade(alembic_config(database_url, script_location), revision)
 
 
 async def upgrade_async(database_url: str, script_location: Path) -> None:
