@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     Integer,
     LargeBinary,
     String,
@@ -19,6 +18,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from leadpact.db import UtcDateTime
 
 
 class Base(DeclarativeBase):
@@ -41,7 +42,7 @@ class LeadRow(Base):
     source: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     consent: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     # A platform's own id for the submission ("meta:<leadgen_id>"): its retries are one lead.
     external_ref: Mapped[str | None] = mapped_column(String(300), unique=True)
     # Platform test leads (Google's is_test) are kept apart: stored, never announced.
@@ -49,7 +50,7 @@ class LeadRow(Base):
     existing_customer: Mapped[bool | None] = mapped_column(Boolean)
     # "done", "pending" (crm-sync was unreachable) or "off"; pending rows are retried.
     customer_check: Mapped[str] = mapped_column(String(16), default="done", index=True)
-    customer_check_due: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    customer_check_due: Mapped[datetime | None] = mapped_column(UtcDateTime)
     raw_id: Mapped[str | None] = mapped_column(String(36))
 
 
@@ -59,7 +60,7 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     lead_id: Mapped[str] = mapped_column(String(36))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     status_code: Mapped[int] = mapped_column(Integer, default=202)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
@@ -74,7 +75,7 @@ class RawSubmission(Base):
     channel: Mapped[str] = mapped_column(String(32), index=True)
     content_type: Mapped[str] = mapped_column(String(200))
     body: Mapped[bytes] = mapped_column(LargeBinary)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # accepted, resubmitted, duplicate, test, rejected, spam, pending (Meta: to fetch)
     outcome: Mapped[str] = mapped_column(String(16), index=True)
     error: Mapped[str | None] = mapped_column(Text)
@@ -92,10 +93,10 @@ class MetaNotification(Base):
     page_id: Mapped[str | None] = mapped_column(String(64))
     ad_id: Mapped[str | None] = mapped_column(String(64))
     raw_id: Mapped[str | None] = mapped_column(String(36))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     lead_id: Mapped[str | None] = mapped_column(String(36))
 
@@ -107,8 +108,8 @@ class ApiKey(Base):
     source: Mapped[str] = mapped_column(String(100), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list[str]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 async def get_lead(session: AsyncSession, lead_id: str) -> LeadRow | None:

@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    DateTime,
     Float,
     Index,
     Integer,
@@ -21,6 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from leadpact.db import UtcDateTime
 
 
 class Base(DeclarativeBase):
@@ -35,7 +36,7 @@ class LeadFeatures(Base):
     lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class ActivityRow(Base):
@@ -46,7 +47,7 @@ class ActivityRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     lead_id: Mapped[str] = mapped_column(String(64), index=True)
     activity: Mapped[str] = mapped_column(String(100))
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ScoreRow(Base):
@@ -64,7 +65,7 @@ class ScoreRow(Base):
     contract_version: Mapped[str] = mapped_column(String(100))
     trigger: Mapped[str] = mapped_column(String(32))
     announced: Mapped[bool] = mapped_column(default=False)
-    scored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    scored_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 async def lead_features(session: AsyncSession, lead_id: str) -> LeadFeatures | None:
@@ -133,7 +134,7 @@ class LabelRow(Base):
     lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     label: Mapped[int] = mapped_column(Integer)
     fact: Mapped[str] = mapped_column(String(64))
-    labelled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    labelled_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class ModelRow(Base):
@@ -155,10 +156,10 @@ class ModelRow(Base):
     version: Mapped[str] = mapped_column(String(100), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), index=True)  # champion/challenger/retired
     origin: Mapped[str] = mapped_column(String(32))  # retrain or upload
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    training_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    training_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    promoted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    training_from: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    training_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
     feature_schema: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     manifest: Mapped[dict[str, Any]] = mapped_column(JSON)

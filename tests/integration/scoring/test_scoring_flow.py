@@ -89,6 +89,8 @@ async def test_activity_rescores_and_announces_only_tier_changes(scoring: Embedd
         await scoring.publish(view)  # the same view twice (another event id) counts once
     history = await settled(lambda: _history_of(scoring, lead.lead_id, length=3))
     assert [h["points"] for h in history] == [55, 45, 35]
+    # The relay publishes after the commit the history shows: wait for the third event.
+    await eventually(lambda: len(scored(scoring, lead.lead_id)) >= 3)
     events = scored(scoring, lead.lead_id)
     # 35 nurture -> 45 nurture (move of 10 is announced) -> 55 mql (tier change)
     assert [e["tier"] for e in events] == ["nurture", "nurture", "mql"]
