@@ -1,0 +1,4 @@
+from feedback.app import SERVICE
+from leadpact.service import serve
+
+serve(SERVICE)

@@ -1,0 +1,401 @@
+"""feedback's tables (SQLite and PostgreSQL from the same models) and the queries on them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Date,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
+
+from feedback.domain.funnel import LeadFacts, Spend
+from leadpact.db import UtcDateTime
+
+PENDING, DONE, CANCELLED = "pending", "done", "cancelled"
+MONEY = Numeric(14, 2)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class LeadRow(Base):
+    """One lead's funnel facts, folded from the events feedback consumes."""
+
+    __tablename__ = "fb_leads"
+    __table_args__ = (Index("ix_fb_leads_mql_at", "mql_at"), Index("ix_fb_leads_won_at", "won_at"))
+
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    source: Mapped[str | None] = mapped_column(String(100))
+    campaign: Mapped[str | None] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    mql_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    points: Mapped[int | None] = mapped_column(Integer)
+    contract_version: Mapped[str | None] = mapped_column(String(100))
+    first_contact_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    sql_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    rejected_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    reject_reason: Mapped[str | None] = mapped_column(String(64))
+    won_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    lost_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    amount: Mapped[Decimal | None] = mapped_column(MONEY)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    recycled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class BreachRow(Base):
+    """An SLA clause breached for a lead (``sla.breached``), once per clause."""
+
+    __tablename__ = "fb_breaches"
+    lead_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    clause: Mapped[str] = mapped_column(String(32), primary_key=True)
+    detected_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AttemptRow(Base):
+    """One contact attempt: the ledger behind the ``no_response`` rule."""
+
+    __tablename__ = "fb_attempts"
+    __table_args__ = (UniqueConstraint("lead_id", "channel", "contacted_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    contacted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RecycleRow(Base):
+    """A rejected lead going back to nurture at ``due_at``; pending → done once."""
+
+    __tablename__ = "fb_recycles"
+    __table_args__ = (
+        UniqueConstraint("lead_id", "rejected_at"),
+        Index("ix_fb_recycles_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(64))
+    rejected_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    contract_version: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class SpendRow(Base):
+    """Ad spend of one day, source and campaign (the CAC numerator)."""
+
+    __tablename__ = "fb_spend"
+    __table_args__ = (UniqueConstraint("day", "source", "campaign"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    day: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(100))
+    campaign: Mapped[str] = mapped_column(String(200))
+    amount: Mapped[Decimal] = mapped_column(MONEY)
+    currency: Mapped[str] = mapped_column(String(3))
+
+
+class TouchRow(Base):
+    """A marketing touchpoint of a lead (for attribution): its creation, its activities."""
+
+    __tablename__ = "fb_touchpoints"
+    __table_args__ = (UniqueConstraint("lead_id", "at", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    kind: Mapped[str] = mapped_column(String(64))
+    campaign: Mapped[str | None] = mapped_column(String(200))
+
+
+class CrmLinkRow(Base):
+    """A CRM object (HubSpot contact or deal id, ...) known to be this lead."""
+
+    __tablename__ = "fb_crm_links"
+    crm: Mapped[str] = mapped_column(String(32), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(String(64), index=True)
+    amount: Mapped[Decimal | None] = mapped_column(MONEY)
+
+
+# ---- helpers -----------------------------------------------------------------------------
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _earliest(column: Any, value: datetime) -> ColumnElement[Any]:
+    return case((column.is_(None), value), (column > value, value), else_=column)
+
+
+async def _ensure_lead(session: AsyncSession, lead_id: str) -> None:
+    await session.execute(
+        _insert(session, LeadRow.__table__).values(lead_id=lead_id).on_conflict_do_nothing()
+    )
+
+
+async def touch_lead(session: AsyncSession, lead_id: str, **values: Any) -> None:
+    """Set funnel facts of a lead (creating its row); ``None`` values are left alone.
+    Keys ending in ``__earliest`` keep the earliest time seen."""
+    await _ensure_lead(session, lead_id)
+    sets: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key.endswith("__earliest"):
+            name = key.removesuffix("__earliest")
+            sets[name] = _earliest(getattr(LeadRow, name), value)
+        else:
+            sets[key] = value
+    if sets:
+        await session.execute(update(LeadRow).where(LeadRow.lead_id == lead_id).values(**sets))
+
+
+async def lead(session: AsyncSession, lead_id: str) -> LeadRow | None:
+    return await session.get(LeadRow, lead_id)
+
+
+async def leads_between(
+    session: AsyncSession, start: datetime | None = None, end: datetime | None = None
+) -> Sequence[LeadRow]:
+    """Every lead with any funnel fact in [start, end) (all leads without bounds)."""
+    query = select(LeadRow)
+    if start is not None and end is not None:
+        cols = (
+            LeadRow.created_at,
+            LeadRow.mql_at,
+            LeadRow.sql_at,
+            LeadRow.won_at,
+            LeadRow.lost_at,
+            LeadRow.rejected_at,
+        )
+        query = query.where(or_(*(c.between(start, end) for c in cols)))
+    rows = await session.scalars(query.order_by(LeadRow.lead_id))
+    return rows.all()
+
+
+async def record_breach(session: AsyncSession, lead_id: str, clause: str, at: datetime) -> None:
+    await session.execute(
+        _insert(session, BreachRow.__table__)
+        .values(lead_id=lead_id, clause=clause, detected_at=at)
+        .on_conflict_do_nothing()
+    )
+
+
+async def breaches_of(session: AsyncSession, lead_ids: Sequence[str]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for start in range(0, len(lead_ids), 500):
+        chunk = list(lead_ids[start : start + 500])
+        rows = await session.execute(
+            select(BreachRow.lead_id, BreachRow.clause).where(BreachRow.lead_id.in_(chunk))
+        )
+        for lead_id, clause in rows.all():
+            found.setdefault(lead_id, set()).add(clause)
+    return found
+
+
+async def record_attempt(
+    session: AsyncSession, lead_id: str, channel: str, contacted_at: datetime
+) -> None:
+    """Add to the attempts ledger; the same attempt reported twice counts once."""
+    await session.execute(
+        _insert(session, AttemptRow.__table__)
+        .values(lead_id=lead_id, channel=channel, contacted_at=contacted_at)
+        .on_conflict_do_nothing()
+    )
+
+
+async def attempts_of(session: AsyncSession, lead_id: str) -> list[tuple[str, datetime]]:
+    rows = await session.execute(
+        select(AttemptRow.channel, AttemptRow.contacted_at).where(AttemptRow.lead_id == lead_id)
+    )
+    return [(channel, at) for channel, at in rows.all()]
+
+
+# ---- recycles ----------------------------------------------------------------------------
+
+
+async def schedule_recycle(session: AsyncSession, values: dict[str, Any]) -> bool:
+    result = await session.execute(
+        _insert(session, RecycleRow.__table__).values(**values).on_conflict_do_nothing()
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def cancel_recycles(session: AsyncSession, lead_id: str, since: datetime) -> None:
+    """The lead was won back (accepted, deal closed) after its rejection: no recycle."""
+    await session.execute(
+        update(RecycleRow)
+        .where(
+            RecycleRow.lead_id == lead_id,
+            RecycleRow.status == PENDING,
+            RecycleRow.rejected_at <= since,
+        )
+        .values(status=CANCELLED)
+    )
+
+
+async def due_recycles(session: AsyncSession, now: datetime, limit: int) -> Sequence[RecycleRow]:
+    rows = await session.scalars(
+        select(RecycleRow)
+        .where(RecycleRow.status == PENDING, RecycleRow.due_at <= now)
+        .order_by(RecycleRow.due_at, RecycleRow.id)
+        .limit(limit)
+    )
+    return rows.all()
+
+
+async def next_recycle(session: AsyncSession) -> datetime | None:
+    result: datetime | None = await session.scalar(
+        select(func.min(RecycleRow.due_at)).where(RecycleRow.status == PENDING)
+    )
+    if result is not None and result.tzinfo is None:
+        result = result.replace(tzinfo=UTC)
+    return result
+
+
+async def mark_recycled(session: AsyncSession, row_id: int, at: datetime) -> bool:
+    """pending → done; False when another worker got there first (exactly once)."""
+    result = await session.execute(
+        update(RecycleRow)
+        .where(RecycleRow.id == row_id, RecycleRow.status == PENDING)
+        .values(status=DONE, done_at=at)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def recycles_of(session: AsyncSession, lead_id: str) -> Sequence[RecycleRow]:
+    rows = await session.scalars(
+        select(RecycleRow).where(RecycleRow.lead_id == lead_id).order_by(RecycleRow.id)
+    )
+    return rows.all()
+
+
+# ---- spend, touchpoints, CRM links --------------------------------------------------------
+
+
+async def upsert_spend(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """A day's spend for a source and campaign replaces what was posted before."""
+    for values in rows:
+        stmt = _insert(session, SpendRow.__table__).values(**values)
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["day", "source", "campaign"],
+                set_={"amount": stmt.excluded.amount, "currency": stmt.excluded.currency},
+            )
+        )
+
+
+async def spend_between(session: AsyncSession, start: date, end: date) -> Sequence[SpendRow]:
+    rows = await session.scalars(
+        select(SpendRow).where(SpendRow.day >= start, SpendRow.day < end).order_by(SpendRow.day)
+    )
+    return rows.all()
+
+
+async def add_touch(
+    session: AsyncSession, lead_id: str, at: datetime, kind: str, campaign: str | None
+) -> None:
+    await session.execute(
+        _insert(session, TouchRow.__table__)
+        .values(lead_id=lead_id, at=at, kind=kind, campaign=campaign)
+        .on_conflict_do_nothing()
+    )
+
+
+async def touches_of(
+    session: AsyncSession, lead_ids: Sequence[str]
+) -> dict[str, list[tuple[datetime, str, str | None]]]:
+    found: dict[str, list[tuple[datetime, str, str | None]]] = {}
+    for start in range(0, len(lead_ids), 500):
+        chunk = list(lead_ids[start : start + 500])
+        rows = await session.execute(
+            select(TouchRow.lead_id, TouchRow.at, TouchRow.kind, TouchRow.campaign)
+            .where(TouchRow.lead_id.in_(chunk))
+            .order_by(TouchRow.at, TouchRow.id)
+        )
+        for lead_id, at, kind, campaign in rows.all():
+            found.setdefault(lead_id, []).append((at, kind, campaign))
+    return found
+
+
+async def link(
+    session: AsyncSession, crm: str, object_id: str, lead_id: str, amount: Decimal | None = None
+) -> None:
+    stmt = _insert(session, CrmLinkRow.__table__).values(
+        crm=crm, object_id=object_id, lead_id=lead_id, amount=amount
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["crm", "object_id"], set_={"lead_id": stmt.excluded.lead_id}
+        )
+    )
+
+
+async def linked(session: AsyncSession, crm: str, object_id: str) -> CrmLinkRow | None:
+    return await session.get(CrmLinkRow, (crm, object_id))
+
+
+async def set_link_amount(session: AsyncSession, crm: str, object_id: str, amount: Decimal) -> bool:
+    result = await session.execute(
+        update(CrmLinkRow)
+        .where(CrmLinkRow.crm == crm, CrmLinkRow.object_id == object_id)
+        .values(amount=amount)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def facts_between(session: AsyncSession, start: datetime, end: datetime) -> list[LeadFacts]:
+    """Funnel facts of every lead with a fact in [start, end), with the SLA clauses each
+    breached."""
+    rows = await leads_between(session, start, end)
+    breached = await breaches_of(session, [r.lead_id for r in rows])
+    return [
+        LeadFacts(
+            lead_id=r.lead_id,
+            created_at=r.created_at,
+            source=r.source,
+            campaign=r.campaign,
+            owner=r.owner,
+            mql_at=r.mql_at,
+            first_contact_at=r.first_contact_at,
+            sql_at=r.sql_at,
+            rejected_at=r.rejected_at,
+            reject_reason=r.reject_reason,
+            won_at=r.won_at,
+            lost_at=r.lost_at,
+            amount=r.amount,
+            points=r.points,
+            breaches=frozenset(breached.get(r.lead_id, ())),
+        )
+        for r in rows
+    ]
+
+
+async def spend_facts(session: AsyncSession, start: date, end: date) -> list[Spend]:
+    return [
+        Spend(day=r.day, source=r.source, campaign=r.campaign, amount=r.amount)
+        for r in await spend_between(session, start, end)
+    ]
