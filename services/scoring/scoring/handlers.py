@@ -132,7 +132,7 @@ async def score_lead(
             ),
             contract.version,
         )
-    scoring.leads_scored.labels(tier).inc()
+    uow.after_commit(scoring.leads_scored.labels(tier).inc)
     return row
 
 
