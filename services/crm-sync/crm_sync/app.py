@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from crm_sync.api import build_router
 from crm_sync.handlers import on_deal_closed, on_lead_created, on_sales_activity
+from crm_sync.runtime import runtime
 from leadpact.consumer import EventHandler
 from leadpact.events import (
     DealClosed,
@@ -15,15 +17,24 @@ from leadpact.events import (
     LeadCreated,
     LeadRejected,
 )
-from leadpact.service import ServiceDefinition
+from leadpact.service import ServiceContext, ServiceDefinition, Worker
 
 EVENT_HANDLERS: dict[type[EventData], EventHandler] = {
-    LeadCreated: on_lead_created,
-    DealClosed: on_deal_closed,
+    LeadCreated: on_lead_created,  # type: ignore[dict-item]
+    DealClosed: on_deal_closed,  # type: ignore[dict-item]
     LeadContacted: on_sales_activity,
     LeadAccepted: on_sales_activity,
     LeadRejected: on_sales_activity,
 }
+
+
+async def _setup(ctx: ServiceContext) -> None:
+    runtime(ctx)
+
+
+def _workers(ctx: ServiceContext) -> Sequence[Worker]:
+    return [runtime(ctx).sync]
+
 
 SERVICE = ServiceDefinition(
     name="crm-sync",
@@ -32,5 +43,9 @@ SERVICE = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     event_handlers=EVENT_HANDLERS,
     routers=lambda ctx: [build_router(ctx)],
-    description="Keeps one golden customer record from lead, deal and billing events.",
+    workers=_workers,
+    setup=_setup,
+    description="Keeps one golden customer record from lead, deal, billing and CRM data: "
+    "entity resolution, survivorship with provenance, conflicts, offers, outbound sync and "
+    "erasure.",
 )

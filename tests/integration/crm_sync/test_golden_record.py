@@ -115,8 +115,8 @@ async def test_lookup_needs_an_email_or_a_phone(system_factory: SystemFactory) -
 async def test_concurrent_leads_of_one_person_make_one_customer_on_postgres(
     pg_database,
 ) -> None:
-    """Two consumers handle two leads with the same email at once: the unique email wins,
-    the loser is retried and links its lead to the winner."""
+    """Two consumers handle six leads with the same email at once: the second writer of a
+    person waits for the first (advisory lock on the email) and links its lead to it."""
     from crm_sync.app import SERVICE
 
     url = await pg_database("crm-sync")

@@ -1,0 +1,490 @@
+"""The golden record kept in the database: one source record in (resolve → link → survive →
+announce), invoices and their offers, merges and un-merges with their history.
+
+The rules themselves are pure (:mod:`crm_sync.matching`, :mod:`crm_sync.survivorship`);
+this module applies them to the store inside the caller's unit of work."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_sync import store
+from crm_sync.billing import InvoiceFact
+from crm_sync.domain import RECORD_FIELDS, Observation
+from crm_sync.matching import CUSTOMER_MODEL, MatchModel, Score, best_candidate
+from crm_sync.metrics import CrmMetrics
+from crm_sync.survivorship import Candidate, survive
+from crm_sync.sync import enqueue
+from leadpact.events import CustomerUpdated
+from leadpact.messaging import UnitOfWork
+
+
+@dataclass
+class Resolution:
+    """How crm-sync resolves and announces: the match model, limits, sync targets."""
+
+    model: MatchModel = CUSTOMER_MODEL
+    candidates: int = 50
+    window: int = 3
+    sync_targets: tuple[str, ...] = ()
+    auto_merge_leads: bool = False
+    metrics: CrmMetrics | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def count(self, decision: str) -> None:
+        if self.metrics is not None:
+            self.metrics.matches.labels(decision).inc()
+
+    def merged(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.merges.labels(kind).inc()
+
+
+def new_customer(now: datetime) -> store.Customer:
+    return store.Customer(
+        id=str(uuid.uuid4()),
+        status="lead",
+        sources={},
+        lifetime_value=Decimal(0),
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def match_record(values: dict[str, Any]) -> dict[str, str | None]:
+    """What the matcher compares: the person's fields, the legal name standing in for a
+    missing company name."""
+    record = {name: values.get(name) for name in RECORD_FIELDS}
+    record["company"] = record.get("company") or record.get("legal_name")
+    return record
+
+
+def golden(customer: store.Customer) -> dict[str, Any]:
+    return {name: getattr(customer, name) for name in RECORD_FIELDS}
+
+
+async def ingest(
+    uow: UnitOfWork,
+    now: datetime,
+    obs: Observation,
+    resolution: Resolution,
+    *,
+    lead_id: str | None = None,
+) -> tuple[store.Customer, bool]:
+    """Attach what ``obs`` says to the customer it belongs to (found by its link, by a
+    deterministic key, or by probabilistic matching; a new customer otherwise). Returns the
+    customer and whether its golden record changed (the caller announces it)."""
+    session = uow.session
+    await store.lock_keys(
+        session, [f"{k}:{obs.fields[k]}" for k in ("email", "phone", "tax_id") if k in obs.fields]
+    )
+    if lead_id is not None:
+        customer = await store.by_lead(session, lead_id)
+    else:
+        customer = await store.by_ref(session, obs.ref)
+    created = False
+    duplicate: store.Customer | None = None
+    if customer is not None:
+        # Linked already (e.g. a placeholder made by an event that overtook lead.created):
+        # a different record holding the same key is the same person.
+        await store.lock(session, customer)
+        other = await _deterministic(session, obs)
+        if other is not None and other.id != customer.id and other.erased_at is None:
+            duplicate = other
+    else:
+        customer = await _deterministic(session, obs)
+        if customer is not None:
+            resolution.count("key")
+            await store.lock(session, customer)
+    score: Score | None = None
+    candidate: store.Customer | None = None
+    if customer is None:
+        customer, created = new_customer(now), True
+        session.add(customer)
+        candidate, score = await _probabilistic(session, obs, customer.id, resolution)
+    if lead_id is not None and await session.get(store.CustomerLead, lead_id) is None:
+        session.add(store.CustomerLead(lead_id=lead_id, customer_id=customer.id))
+    elif lead_id is None and await session.get(store.SourceRecord, obs.ref) is None:
+        session.add(
+            store.SourceRecord(ref=obs.ref, system=obs.system, customer_id=customer.id, seen_at=now)
+        )
+    if customer.erased_at is not None:
+        # The person asked to be forgotten: a source that still sends their record links
+        # to the bare id (invoices still count) but no personal value is stored again.
+        await session.flush()
+        return customer, False
+    await _observe(session, customer.id, obs)
+    changed = await refresh(session, customer, resolution.model) or created
+    if duplicate is not None:
+        survivor, absorbed = sorted(
+            (customer, duplicate), key=lambda c: (aware(c.created_at), c.id)
+        )
+        await merge(session, survivor, absorbed, "key", None, now, resolution.model)
+        resolution.count("key")
+        resolution.merged("key")
+        customer, changed = survivor, True
+    if candidate is not None and score is not None:
+        if score.decision == "match":
+            resolution.count("match")
+            resolution.merged("auto")
+            await merge(session, candidate, customer, "auto", score.weight, now, resolution.model)
+            customer, changed = candidate, True
+        else:
+            resolution.count("review")
+            session.add(
+                store.Review(
+                    id=str(uuid.uuid4()),
+                    customer_id=customer.id,
+                    candidate_id=candidate.id,
+                    score=score.weight,
+                    detail=score.detail,
+                    status="open",
+                    created_at=now,
+                )
+            )
+    elif created:
+        resolution.count("new")
+    if changed:
+        customer.updated_at = now
+    await session.flush()
+    return customer, changed
+
+
+async def _deterministic(session: AsyncSession, obs: Observation) -> store.Customer | None:
+    """The same normalised email, else E.164 phone, else tax id."""
+    f = obs.fields
+    found = await store.by_email(session, f["email"]) if f.get("email") else None
+    if found is None and f.get("phone"):
+        found = await store.by_phone(session, f["phone"])
+    if found is None and f.get("tax_id"):
+        found = await store.by_tax_id(session, f["tax_id"])
+    return found
+
+
+async def _probabilistic(
+    session: AsyncSession, obs: Observation, exclude: str, resolution: Resolution
+) -> tuple[store.Customer | None, Score | None]:
+    """The best candidate found by blocking keys and sorted neighbourhood, when its score
+    reaches the review band."""
+    model = resolution.model
+    record = match_record(obs.fields)
+    found = {
+        c.id: c
+        for c in await store.candidates_by_keys(
+            session, sorted(model.keys(record)), exclude, resolution.candidates
+        )
+    }
+    for c in await store.neighbours(session, model.sort_key(record), exclude, resolution.window):
+        found.setdefault(c.id, c)
+    pool = [(cid, match_record(golden(c))) for cid, c in found.items() if c.erased_at is None]
+    best = best_candidate(model, record, pool)
+    if best is None or best[1].decision == "non_match":
+        return None, None
+    if await _rejected_before(session, exclude, best[0]):
+        return None, None
+    score = best[1]
+    if score.decision == "match" and obs.system == "lead" and not resolution.auto_merge_leads:
+        systems = await store.systems(session, best[0])
+        if systems <= {"lead"}:
+            # Two form fills with different emails and phones (intake already folds the same
+            # email or phone into one lead): a person decides, never the matcher alone.
+            score = replace(score, decision="review")
+    return found[best[0]], score
+
+
+async def _rejected_before(session: AsyncSession, a: str, b: str) -> bool:
+    query = select(store.Review.id).where(
+        store.Review.status == "rejected",
+        ((store.Review.customer_id == a) & (store.Review.candidate_id == b))
+        | ((store.Review.customer_id == b) & (store.Review.candidate_id == a)),
+    )
+    return (await session.execute(query.limit(1))).first() is not None
+
+
+async def _observe(session: AsyncSession, customer_id: str, obs: Observation) -> None:
+    """Upsert this source's value of each field; an older observation never replaces a
+    newer one of the same source record (webhooks arrive out of order)."""
+    query = select(store.Attribute).where(store.Attribute.ref == obs.ref)
+    existing = {a.field: a for a in (await session.execute(query)).scalars()}
+    for name, value in obs.fields.items():
+        row = existing.get(name)
+        verified = name in obs.verified
+        if row is None:
+            session.add(
+                store.Attribute(
+                    customer_id=customer_id,
+                    field=name,
+                    value=value,
+                    system=obs.system,
+                    ref=obs.ref,
+                    verified=verified,
+                    observed_at=obs.observed_at,
+                )
+            )
+        elif aware(obs.observed_at) >= aware(row.observed_at):
+            row.value, row.verified, row.observed_at = value, verified, obs.observed_at
+    await session.flush()
+
+
+def aware(when: datetime) -> datetime:
+    """SQLite hands datetimes back naive (they are stored in UTC)."""
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+async def refresh(session: AsyncSession, customer: store.Customer, model: MatchModel) -> bool:
+    """Recompute the golden record from its candidates: survivors, provenance, conflicts,
+    blocking keys. True when a golden value changed."""
+    attrs = await store.attributes(session, customer.id)
+    candidates = [
+        Candidate(a.field, a.value, a.system, a.ref, a.verified, aware(a.observed_at))
+        for a in attrs
+    ]
+    chosen, conflicts = survive(candidates)
+    changed = False
+    values = {name: (chosen[name].value if name in chosen else None) for name in RECORD_FIELDS}
+    email = values.get("email")
+    if email and email != customer.email:
+        holder = (
+            await session.execute(
+                select(store.Customer.id).where(
+                    store.Customer.email == email, store.Customer.id != customer.id
+                )
+            )
+        ).first()
+        if holder is not None:  # another record holds it: keep ours until they are merged
+            values["email"] = customer.email
+    for name, value in values.items():
+        if getattr(customer, name) != value:
+            setattr(customer, name, value)
+            changed = True
+    extra = {k: v for k, v in (customer.sources or {}).items() if k not in RECORD_FIELDS}
+    customer.sources = {**extra, **{name: s.ref for name, s in chosen.items()}}
+    await session.execute(delete(store.Conflict).where(store.Conflict.customer_id == customer.id))
+    now = max((c.observed_at for c in candidates), default=customer.updated_at)
+    for conflict in conflicts:
+        session.add(
+            store.Conflict(
+                customer_id=customer.id,
+                field=conflict.field,
+                chosen=conflict.chosen,
+                rule=conflict.rule,
+                candidates=[
+                    {
+                        "value": c.value,
+                        "system": c.system,
+                        "ref": c.ref,
+                        "verified": c.verified,
+                        "observed_at": c.observed_at.isoformat(),
+                    }
+                    for c in conflict.candidates
+                ],
+                detected_at=now,
+            )
+        )
+    record = match_record(values)
+    customer.sort_key = model.sort_key(record)[:200] or None
+    await session.execute(delete(store.MatchKey).where(store.MatchKey.customer_id == customer.id))
+    for key in sorted(model.keys(record)):
+        session.add(store.MatchKey(customer_id=customer.id, key=key[:120]))
+    await session.flush()
+    return changed
+
+
+# ---- invoices ----------------------------------------------------------------------------
+
+
+async def record_invoice(
+    session: AsyncSession, customer: store.Customer, fact: InvoiceFact
+) -> bool:
+    """Keep the invoice and the discounts on its lines; a paid invoice makes a paying
+    customer and counts once towards the lifetime value, however often it is reported."""
+    invoice = await session.get(store.Invoice, fact.ref)
+    newly_paid = fact.status == "paid" and (invoice is None or invoice.status != "paid")
+    if invoice is None:
+        invoice = store.Invoice(
+            ref=fact.ref,
+            customer_id=customer.id,
+            status=fact.status,
+            currency=fact.currency,
+            total=fact.total,
+            paid=fact.paid,
+            issued_at=fact.issued_at,
+            paid_at=fact.paid_at,
+        )
+        session.add(invoice)
+    elif newly_paid:
+        invoice.status, invoice.paid, invoice.paid_at = "paid", fact.paid, fact.paid_at
+    for offer in fact.offers:
+        offer_id = f"{fact.ref}/{offer.line_id or '-'}/{offer.discount or '-'}"[:300]
+        if await session.get(store.Offer, offer_id) is None:
+            session.add(
+                store.Offer(
+                    id=offer_id,
+                    customer_id=invoice.customer_id,
+                    invoice_ref=fact.ref,
+                    line_id=offer.line_id,
+                    discount=offer.discount,
+                    coupon=offer.coupon,
+                    description=offer.description,
+                    amount=offer.amount,
+                    currency=fact.currency,
+                    percent_off=offer.percent_off,
+                    given_at=fact.issued_at,
+                )
+            )
+    if newly_paid:
+        customer.status = "customer"
+        customer.lifetime_value = (customer.lifetime_value or Decimal(0)) + fact.paid
+        customer.sources = {**(customer.sources or {}), "status": fact.ref}
+    await session.flush()
+    return newly_paid
+
+
+# ---- merges -----------------------------------------------------------------------------
+
+_MOVABLE: tuple[tuple[str, Any, Any], ...] = (
+    ("leads", store.CustomerLead, store.CustomerLead.lead_id),
+    ("refs", store.SourceRecord, store.SourceRecord.ref),
+    ("timeline", store.TimelineEntry, store.TimelineEntry.event_id),
+    ("offers", store.Offer, store.Offer.id),
+    ("invoices", store.Invoice, store.Invoice.ref),
+    ("attributes", store.Attribute, store.Attribute.id),
+)
+
+
+async def merge(
+    session: AsyncSession,
+    survivor: store.Customer,
+    absorbed: store.Customer,
+    kind: str,
+    score: float | None,
+    now: datetime,
+    model: MatchModel,
+) -> store.Merge:
+    """Move everything of ``absorbed`` to ``survivor``; the merge row remembers what moved
+    so :func:`unmerge` can put it back."""
+    for one in sorted((survivor, absorbed), key=lambda c: c.id):
+        await store.lock(session, one)
+    moved: dict[str, list[Any]] = {}
+    for name, table, key in _MOVABLE:
+        ids = list(
+            (await session.execute(select(key).where(table.customer_id == absorbed.id))).scalars()
+        )
+        moved[name] = [str(i) for i in ids]
+        if ids:
+            await session.execute(update(table).where(key.in_(ids)).values(customer_id=survivor.id))
+    moved["status"] = [absorbed.status]
+    moved["survivor_status"] = [survivor.status]
+    moved["lifetime_value"] = [str(absorbed.lifetime_value or 0)]
+    for name in RECORD_FIELDS:
+        setattr(absorbed, name, None)
+    absorbed.sort_key = None
+    absorbed.merged_into = survivor.id
+    absorbed.updated_at = now
+    await session.execute(delete(store.MatchKey).where(store.MatchKey.customer_id == absorbed.id))
+    await session.execute(delete(store.Conflict).where(store.Conflict.customer_id == absorbed.id))
+    await session.flush()
+    if absorbed.status == "customer":
+        survivor.status = "customer"
+    survivor.lifetime_value = (survivor.lifetime_value or Decimal(0)) + (
+        absorbed.lifetime_value or Decimal(0)
+    )
+    absorbed.status = "merged"
+    row = store.Merge(
+        id=str(uuid.uuid4()),
+        survivor_id=survivor.id,
+        absorbed_id=absorbed.id,
+        kind=kind,
+        score=score,
+        moved=moved,
+        merged_at=now,
+    )
+    session.add(row)
+    await refresh(session, survivor, model)
+    survivor.updated_at = now
+    await session.flush()
+    return row
+
+
+async def unmerge(
+    session: AsyncSession, row: store.Merge, now: datetime, model: MatchModel
+) -> tuple[store.Customer, store.Customer]:
+    """Undo a merge: what moved goes back, both golden records are recomputed."""
+    survivor = await session.get(store.Customer, row.survivor_id)
+    absorbed = await session.get(store.Customer, row.absorbed_id)
+    assert survivor is not None and absorbed is not None
+    for name, table, key in _MOVABLE:
+        ids: list[Any] = list(row.moved.get(name, []))
+        if name == "attributes":
+            ids = [int(i) for i in ids]
+        if ids:
+            await session.execute(
+                update(table)
+                .where(key.in_(ids), table.customer_id == survivor.id)
+                .values(customer_id=absorbed.id)
+            )
+    value = Decimal(row.moved.get("lifetime_value", ["0"])[0])
+    survivor.lifetime_value = (survivor.lifetime_value or Decimal(0)) - value
+    absorbed.lifetime_value = value
+    absorbed.status = row.moved.get("status", ["lead"])[0]
+    absorbed.merged_into = None
+    paying = await session.execute(
+        select(store.Invoice.ref).where(
+            store.Invoice.customer_id == survivor.id, store.Invoice.status == "paid"
+        )
+    )
+    before = row.moved.get("survivor_status", [survivor.status])[0]
+    survivor.status = "customer" if paying.first() is not None else before
+    row.undone_at = now
+    await refresh(session, survivor, model)
+    await session.flush()
+    await refresh(session, absorbed, model)
+    survivor.updated_at = absorbed.updated_at = now
+    await session.flush()
+    return survivor, absorbed
+
+
+# ---- announcing ---------------------------------------------------------------------------
+
+
+async def announce(
+    uow: UnitOfWork,
+    customer: store.Customer,
+    contract_version: str | None,
+    resolution: Resolution,
+    now: datetime,
+) -> None:
+    """``customer.updated`` through the outbox, and one push per sync target, in the same
+    transaction as the change."""
+    conflicts = (
+        await uow.session.execute(
+            select(store.Conflict).where(store.Conflict.customer_id == customer.id)
+        )
+    ).scalars()
+    fields = {
+        **golden(customer),
+        "status": customer.status,
+        "lifetime_value": str(customer.lifetime_value or 0),
+        "merged_into": customer.merged_into,
+    }
+    event = uow.emit(
+        CustomerUpdated(
+            customer_id=customer.id,
+            fields=fields,
+            sources=dict(customer.sources or {}),
+            conflicts=[
+                {"field": c.field, "chosen": c.chosen, "rule": c.rule, "values": c.candidates}
+                for c in conflicts
+            ],
+        ),
+        contract_version,
+    )
+    if resolution.sync_targets:
+        await enqueue(uow.session, customer, fields, event.id, resolution.sync_targets, now)
