@@ -257,8 +257,13 @@ def topic_of_type(event_type: str) -> str:
 def envelope(
     data: EventData, *, source: str, time: datetime, contract_version: str | None = None
 ) -> CloudEvent[Any]:
-    """Wrap ``data`` in an envelope whose subject (and bus key) is its lead or customer id."""
-    subject = getattr(data, "lead_id", None) or getattr(data, "customer_id", None)
+    """Wrap ``data`` in an envelope whose subject (and bus key) is its lead or customer id
+    (an erasure of a person no service linked to a customer is keyed by the email's hash)."""
+    subject = (
+        getattr(data, "lead_id", None)
+        or getattr(data, "customer_id", None)
+        or getattr(data, "subject_hash", None)
+    )
     if not subject:
         raise ValueError(f"{type(data).__name__} has no lead_id or customer_id to key it")
     model: type[CloudEvent[Any]] = CloudEvent[type(data)]  # type: ignore[misc,assignment]
