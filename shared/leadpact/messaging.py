@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from types import TracebackType
 from typing import Any
 
+import orjson
 import structlog
 from sqlalchemy import (
     BigInteger,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     Table,
     delete,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -207,3 +209,30 @@ class OutboxRelay:
                 await session.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
         self.pending = len(rows)
         return len(rows)
+
+
+EventDataChange = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+async def rewrite_pending_events(
+    session: AsyncSession, keys: Collection[str], change: EventDataChange
+) -> int:
+    """Rewrite, in this transaction, the ``data`` of events keyed by ``keys`` that the relay
+    has not published yet; ``change(topic, data)`` returns the new data. Used by erasure:
+    what is still in the outbox goes out without the person. Returns how many changed."""
+    if not keys:
+        return 0
+    rows = (
+        await session.execute(
+            select(outbox.c.id, outbox.c.topic, outbox.c.payload).where(
+                outbox.c.key.in_(list(keys))
+            )
+        )
+    ).all()
+    for row_id, topic, payload in rows:
+        doc = orjson.loads(payload)
+        doc["data"] = change(topic, doc["data"])
+        await session.execute(
+            update(outbox).where(outbox.c.id == row_id).values(payload=orjson.dumps(doc))
+        )
+    return len(rows)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
-from feedback import api, api_funnel, api_reports, api_webhooks, handlers
+from feedback import api, api_funnel, api_reports, api_review, api_webhooks, handlers
 from feedback.domain.webhooks import load_status_map
 from feedback.metrics import FeedbackMetrics
 from feedback.recycle import RecycleWorker
@@ -25,6 +25,7 @@ from leadpact.events import (
     LeadRecycled,
     LeadRejected,
     LeadScored,
+    PrivacyErased,
     SlaBreached,
 )
 from leadpact.service import ServiceContext, ServiceDefinition, Worker
@@ -40,6 +41,7 @@ EVENT_HANDLERS: dict[type[EventData], EventHandler] = {
     LeadRecycled: handlers.on_lead_recycled,
     DealClosed: handlers.on_deal_closed,
     SlaBreached: handlers.on_sla_breached,
+    PrivacyErased: handlers.on_privacy_erased,  # type: ignore[dict-item]
 }
 
 
@@ -73,6 +75,7 @@ def _routers(ctx: ServiceContext) -> Sequence[APIRouter]:
         api_funnel.build_attribution_router(ctx),
         api_webhooks.build_router(ctx),
         api_reports.build_router(ctx),
+        api_review.build_router(ctx),
     ]
 
 

@@ -23,6 +23,7 @@ from leadpact.events import (
     LeadRecycled,
     LeadRejected,
     LeadScored,
+    PrivacyErased,
     SlaBreached,
 )
 from leadpact.messaging import UnitOfWork
@@ -145,3 +146,11 @@ async def on_funnel_event(
 on_lead_created = on_lead_activity = on_lead_scored = on_lead_assigned = on_funnel_event
 on_lead_contacted = on_lead_accepted = on_lead_rejected = on_funnel_event
 on_lead_recycled = on_deal_closed = on_sla_breached = on_funnel_event
+
+
+async def on_privacy_erased(
+    event: CloudEvent[PrivacyErased], uow: UnitOfWork, clock: Clock
+) -> None:
+    """Nothing stored here names the person (see ``feedback.domain.erasure``); their events
+    still in the outbox lose their free text. Funnel facts stay, so the KPIs add up."""
+    await store.erase_pending_events(uow.session, event.data.lead_ids)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,3 +33,20 @@ class FeedbackSettings(BaseSettings):
         3600.0, gt=0, description="Longest the recycle worker sleeps without reading the store"
     )
     recycle_batch: int = Field(500, ge=1, description="Recycles emitted per transaction at most")
+    review_compliance_target: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="Quarterly review: share of judged MQLs that must meet a sales clause "
+        "(first contact, attempts, outcome) for the clause to count as met",
+    )
+    review_conversion_floor: float = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description="Quarterly review: the suggested MQL threshold is the lowest score-decile "
+        "boundary from which every decile converts at or above this",
+    )
+    review_threshold_metric: Literal["mql_to_sql", "mql_to_customer"] = Field(
+        "mql_to_sql", description="Quarterly review: the conversion the floor applies to"
+    )

@@ -25,8 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
+from feedback.domain.erasure import erased_event_data
 from feedback.domain.funnel import LeadFacts, Spend
 from leadpact.db import UtcDateTime
+from leadpact.messaging import rewrite_pending_events
 
 PENDING, DONE, CANCELLED = "pending", "done", "cancelled"
 MONEY = Numeric(14, 2)
@@ -399,3 +401,9 @@ async def spend_facts(session: AsyncSession, start: date, end: date) -> list[Spe
         Spend(day=r.day, source=r.source, campaign=r.campaign, amount=r.amount)
         for r in await spend_between(session, start, end)
     ]
+
+
+async def erase_pending_events(session: AsyncSession, lead_ids: Sequence[str]) -> int:
+    """Rewrite the erased leads' events the relay has not published yet (their free text
+    goes, the funnel facts stay); returns how many were rewritten."""
+    return await rewrite_pending_events(session, lead_ids, erased_event_data)

@@ -8,12 +8,17 @@ from pathlib import Path
 from fastapi import APIRouter
 
 from intake.api import build_router
+from intake.handlers import on_privacy_erased
 from intake.platform_api import build_platform_router
 from intake.runtime import runtime
+from leadpact.consumer import EventHandler
+from leadpact.events import EventData, PrivacyErased
 from leadpact.service import ServiceContext, ServiceDefinition, Worker
 
-EVENT_HANDLERS: dict[type, object] = {}
-"""Intake consumes no events: leads come in over HTTP."""
+EVENT_HANDLERS: dict[type[EventData], EventHandler] = {
+    PrivacyErased: on_privacy_erased,  # type: ignore[dict-item]
+}
+"""Leads come in over HTTP; the one event intake consumes is an erasure request."""
 
 
 def _routers(ctx: ServiceContext) -> Sequence[APIRouter]:
@@ -31,6 +36,7 @@ SERVICE = ServiceDefinition(
     title="intake",
     default_port=8001,
     migrations=Path(__file__).parent / "migrations",
+    event_handlers=EVENT_HANDLERS,
     routers=_routers,
     workers=_workers,
     description="Receives leads from our JSON API, Meta Lead Ads, Google Ads lead forms, "

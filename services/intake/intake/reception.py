@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from intake import store
 from intake.customers import CustomerAnswer, CustomerDirectory
+from intake.domain.erasure import subject_hash
 from intake.domain.lead import LeadIn, lead_created
 from intake.domain.resubmission import resubmission_since
 from intake.group_commit import GroupCommit, Scratch
@@ -330,6 +331,7 @@ def _lead_row(
     return {
         "id": event.lead_id,
         "email": event.email,
+        "email_hash": subject_hash(event.email),
         "phone": event.phone,
         "first_name": event.first_name,
         "last_name": event.last_name,

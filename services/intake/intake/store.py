@@ -3,6 +3,7 @@ keys; and the queries on them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,13 +14,24 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    delete,
+    not_,
     or_,
     select,
+    update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from intake.domain.erasure import (
+    ERASED_BODY,
+    ERASED_OUTCOME,
+    erased_event_data,
+    erased_lead_values,
+    mentions,
+)
 from leadpact.db import UtcDateTime
+from leadpact.messaging import rewrite_pending_events
 
 
 class Base(DeclarativeBase):
@@ -31,6 +43,9 @@ class LeadRow(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     email: Mapped[str | None] = mapped_column(String(320), index=True)
+    # sha256 of the normalised email: how a privacy.erased request (which carries no email)
+    # finds every lead of the person, test leads and unannounced ones included.
+    email_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     phone: Mapped[str | None] = mapped_column(String(32), index=True)
     first_name: Mapped[str | None] = mapped_column(String(200))
     last_name: Mapped[str | None] = mapped_column(String(200))
@@ -52,6 +67,8 @@ class LeadRow(Base):
     customer_check: Mapped[str] = mapped_column(String(16), default="done", index=True)
     customer_check_due: Mapped[datetime | None] = mapped_column(UtcDateTime)
     raw_id: Mapped[str | None] = mapped_column(String(36))
+    # When the person's fields were blanked on request (privacy.erased).
+    erased_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class IdempotencyKey(Base):
@@ -212,3 +229,89 @@ async def replayable(
 async def notifications_of_raw(session: AsyncSession, raw_id: str) -> list[MetaNotification]:
     query = select(MetaNotification).where(MetaNotification.raw_id == raw_id)
     return list((await session.execute(query)).scalars())
+
+
+# ---- erasure (privacy.erased) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What one erasure changed, for the log."""
+
+    leads: int
+    raw_submissions: int
+    idempotency_keys: int
+    outbox: int
+
+
+async def erase_subject(
+    session: AsyncSession, subject_hash: str, lead_ids: list[str], now: datetime, batch: int = 500
+) -> Erased:
+    """Blank every personal field of one person: their leads (by id, and by email hash for
+    leads the requester never saw), the archived payloads of those leads and any unlinked
+    payload (rejected, spam) naming their email or phone, the idempotency answers of their
+    submissions, and their events still waiting in the outbox."""
+    query = select(LeadRow).where(or_(LeadRow.id.in_(lead_ids), LeadRow.email_hash == subject_hash))
+    leads = list((await session.execute(query)).scalars())
+    ids = {row.id for row in leads} | set(lead_ids)
+    raw_ids = {row.raw_id for row in leads if row.raw_id}
+    needles = {v for row in leads for v in (row.email, row.phone) if v}
+    for row in leads:
+        if row.erased_at is None:
+            row.erased_at = now
+        for column, value in erased_lead_values().items():
+            setattr(row, column, value)
+    await session.flush()
+
+    raw_hit: set[str] = set(
+        (
+            await session.execute(
+                select(RawSubmission.id).where(
+                    or_(RawSubmission.lead_id.in_(ids), RawSubmission.id.in_(raw_ids))
+                )
+            )
+        ).scalars()
+    )
+    if needles:
+        # Payloads that never became a lead carry no lead id: read them, a batch at a time.
+        last = ""
+        while True:
+            page = (
+                await session.execute(
+                    select(RawSubmission.id, RawSubmission.body, RawSubmission.error)
+                    .where(RawSubmission.lead_id.is_(None), RawSubmission.id > last)
+                    .order_by(RawSubmission.id)
+                    .limit(batch)
+                )
+            ).all()
+            if not page:
+                break
+            for raw_id, body, error in page:
+                if mentions(body or b"", needles) or mentions((error or "").encode(), needles):
+                    raw_hit.add(raw_id)
+            last = page[-1][0]
+    if raw_hit:
+        await session.execute(
+            update(RawSubmission)
+            .where(RawSubmission.id.in_(raw_hit))
+            .values(body=ERASED_BODY, error=None, outcome=ERASED_OUTCOME)
+        )
+        await session.execute(
+            update(MetaNotification)
+            .where(or_(MetaNotification.raw_id.in_(raw_hit), MetaNotification.lead_id.in_(ids)))
+            .values(last_error=None)
+        )
+    # Client keys may be anything (an email, even); a platform ref key ("ref:meta:...") names
+    # no one and keeps that platform's retries from bringing the person back.
+    keys = await session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.lead_id.in_(ids), not_(IdempotencyKey.key.startswith("ref:"))
+        )
+    )
+    pending = await rewrite_pending_events(session, ids, erased_event_data)
+    return Erased(
+        leads=len(leads),
+        raw_submissions=len(raw_hit),
+        idempotency_keys=int(keys.rowcount or 0),  # type: ignore[attr-defined]
+        outbox=pending,
+    )

@@ -15,6 +15,7 @@ from leadpact.events import (
     LeadActivity,
     LeadCreated,
     LeadRejected,
+    PrivacyErased,
 )
 from leadpact.service import ServiceContext, ServiceDefinition, Worker
 from scoring.api import build_router
@@ -24,6 +25,7 @@ from scoring.handlers import (
     on_lead_activity,
     on_lead_created,
     on_lead_rejected,
+    on_privacy_erased,
 )
 from scoring.models_api import build_models_router
 from scoring.retraining import Retrainer
@@ -35,6 +37,7 @@ EVENT_HANDLERS: dict[type[EventData], EventHandler] = {
     LeadAccepted: on_lead_accepted,  # type: ignore[dict-item]
     LeadRejected: on_lead_rejected,  # type: ignore[dict-item]
     DealClosed: on_deal_closed,  # type: ignore[dict-item]
+    PrivacyErased: on_privacy_erased,  # type: ignore[dict-item]
 }
 
 

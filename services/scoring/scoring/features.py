@@ -71,7 +71,12 @@ def live_record(
 ) -> dict[str, Any]:
     """Everything a model may read about the lead, by feature name."""
     record: dict[str, Any] = dict(fields)
-    record["title_seniority"] = title_seniority(fields.get("title"))
-    record["email_domain_type"] = email_domain_type(fields.get("email_domain"), free_mail)
+    # An erased lead keeps only the derived categories (scoring.domain.erasure).
+    record["title_seniority"] = title_seniority(fields.get("title")) or fields.get(
+        "title_seniority"
+    )
+    record["email_domain_type"] = email_domain_type(
+        fields.get("email_domain"), free_mail
+    ) or fields.get("email_domain_type")
     record.update(activity_features(occurrences, activity_kinds, half_life, now))
     return record

@@ -14,6 +14,7 @@ from leadpact.events import (
     LeadCreated,
     LeadRejected,
     LeadScored,
+    PrivacyErased,
 )
 from leadpact.messaging import UnitOfWork
 from scoring import store
@@ -61,7 +62,8 @@ async def on_lead_activity(
     )
     lead = await store.lead_features(uow.session, activity.lead_id)
     # Activity of a lead we have not seen is kept: it counts once lead.created arrives.
-    if fresh and lead is not None:
+    # An erased lead is not scored again: its rules would now read blanks, not the lead.
+    if fresh and lead is not None and lead.erased_at is None:
         await score_lead(
             uow, clock, contracts, scoring, lead, activity.occurred_at, "lead.activity"
         )
@@ -165,3 +167,16 @@ def rejection_label(reason: str, settings: ScoringSettings) -> int | None:
     if reason in settings.negative_reasons:
         return 0
     return None  # e.g. no_response says nothing about the lead's quality
+
+
+async def on_privacy_erased(
+    event: CloudEvent[PrivacyErased],
+    uow: UnitOfWork,
+    clock: Clock,
+    contracts: ContractBook,
+    scoring: ScoringRuntime,
+) -> None:
+    """Forget the person behind these leads; their scores stay as numbers (KPIs, training)."""
+    now = clock.now()
+    free_mail = contracts.current(now.date()).lists.get(scoring.settings.free_mail_list, [])
+    await store.erase_leads(uow.session, event.data.lead_ids, free_mail, now)

@@ -3,6 +3,7 @@ score it gave; and the queries on them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from leadpact.db import UtcDateTime
+from leadpact.messaging import rewrite_pending_events
+from scoring.domain.erasure import erase_fields, redact_reasons
 
 
 class Base(DeclarativeBase):
@@ -37,6 +40,9 @@ class LeadFeatures(Base):
     fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    # Set when the person asked to be forgotten: ``fields`` then holds only what names no
+    # one. A lead erased before its lead.created arrived keeps a row, so it is never stored.
+    erased_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class ActivityRow(Base):
@@ -69,7 +75,9 @@ class ScoreRow(Base):
 
 
 async def lead_features(session: AsyncSession, lead_id: str) -> LeadFeatures | None:
-    return await session.get(LeadFeatures, lead_id)
+    # Locked (PostgreSQL): an erasure running meanwhile is waited for, never undone by a
+    # score computed from the fields it blanked.
+    return await session.get(LeadFeatures, lead_id, with_for_update=True)
 
 
 async def save_lead(session: AsyncSession, row: LeadFeatures) -> bool:
@@ -240,3 +248,44 @@ async def previous_champion(session: AsyncSession, current: ModelRow) -> ModelRo
         .order_by(ModelRow.promoted_at.desc())
         .limit(1)
     )
+
+
+async def erase_leads(
+    session: AsyncSession, lead_ids: Iterable[str], free_mail: Iterable[str], now: datetime
+) -> int:
+    """Keep of each lead only what names no one (``scoring.domain.erasure``), rid its
+    scores' reasons of the values that did (points, probability and tier stay), and drop its
+    unpublished events. Returns how many leads were known."""
+    ids = sorted(set(lead_ids))
+    if not ids:
+        return 0
+    free = list(free_mail)
+    removed: dict[str, list[str]] = {}
+    known = {
+        row.lead_id: row
+        for row in await session.scalars(
+            select(LeadFeatures).where(LeadFeatures.lead_id.in_(ids)).with_for_update()
+        )
+    }
+    for lead_id in ids:
+        row = known.get(lead_id)
+        if row is None:
+            # Erased before we heard of it: a tombstone, so a late lead.created is ignored.
+            session.add(LeadFeatures(lead_id=lead_id, fields={}, created_at=now, erased_at=now))
+            continue
+        erased = erase_fields(row.fields, free)
+        row.fields, row.erased_at = erased.fields, row.erased_at or now
+        removed[lead_id] = erased.removed
+        for score in await session.scalars(select(ScoreRow).where(ScoreRow.lead_id == lead_id)):
+            score.reasons = redact_reasons(score.reasons, erased.removed)
+
+    # Scores not yet published still go out (sla-monitor needs the MQL), without the person.
+    def redacted(topic: str, data: dict[str, Any]) -> dict[str, Any]:
+        if topic != "lead.scored":
+            return data
+        gone = removed.get(data["lead_id"], [])
+        return {**data, "reasons": redact_reasons(data.get("reasons") or [], gone)}
+
+    await rewrite_pending_events(session, ids, redacted)
+    await session.flush()
+    return len(known)
