@@ -70,20 +70,25 @@ class ServiceContext:
         return UnitOfWork(self.db, self.clock, self.name, on_commit=self.relay.wake)
 
 
+HandlerFunction = Callable[..., Awaitable[None]]
+"""An event handler as a service writes it: ``(event, uow, clock, *extras)``; :func:`inject`
+binds the extras by parameter name and makes it an ``EventHandler``."""
+
+
 @dataclass(frozen=True)
 class ServiceDefinition:
     name: str
     title: str
     default_port: int
     migrations: Path
-    event_handlers: Mapping[type[EventData], EventHandler] = field(default_factory=dict)
+    event_handlers: Mapping[type[EventData], HandlerFunction] = field(default_factory=dict)
     routers: Callable[[ServiceContext], Sequence[APIRouter]] = lambda ctx: ()
     workers: Callable[[ServiceContext], Sequence[Worker]] = lambda ctx: ()
     setup: Callable[[ServiceContext], Awaitable[None]] | None = None
     description: str = ""
 
 
-def inject(handler: Callable[..., Awaitable[None]], ctx: ServiceContext) -> EventHandler:
+def inject(handler: HandlerFunction, ctx: ServiceContext) -> EventHandler:
     """Bind the handler's extra parameters (beyond event, uow, clock) from the context."""
     bound: dict[str, Any] = {}
     for name in list(inspect.signature(handler).parameters)[3:]:

@@ -8,7 +8,6 @@ from pathlib import Path
 from crm_sync.api import build_router
 from crm_sync.handlers import on_deal_closed, on_lead_created, on_sales_activity
 from crm_sync.runtime import runtime
-from leadpact.consumer import EventHandler
 from leadpact.events import (
     DealClosed,
     EventData,
@@ -17,11 +16,11 @@ from leadpact.events import (
     LeadCreated,
     LeadRejected,
 )
-from leadpact.service import ServiceContext, ServiceDefinition, Worker
+from leadpact.service import HandlerFunction, ServiceContext, ServiceDefinition, Worker
 
-EVENT_HANDLERS: dict[type[EventData], EventHandler] = {
-    LeadCreated: on_lead_created,  # type: ignore[dict-item]
-    DealClosed: on_deal_closed,  # type: ignore[dict-item]
+EVENT_HANDLERS: dict[type[EventData], HandlerFunction] = {
+    LeadCreated: on_lead_created,
+    DealClosed: on_deal_closed,
     LeadContacted: on_sales_activity,
     LeadAccepted: on_sales_activity,
     LeadRejected: on_sales_activity,

@@ -13,7 +13,6 @@ from feedback.domain.webhooks import load_status_map
 from feedback.metrics import FeedbackMetrics
 from feedback.recycle import RecycleWorker
 from feedback.settings import FeedbackSettings
-from leadpact.consumer import EventHandler
 from leadpact.events import (
     DealClosed,
     EventData,
@@ -28,9 +27,9 @@ from leadpact.events import (
     PrivacyErased,
     SlaBreached,
 )
-from leadpact.service import ServiceContext, ServiceDefinition, Worker
+from leadpact.service import HandlerFunction, ServiceContext, ServiceDefinition, Worker
 
-EVENT_HANDLERS: dict[type[EventData], EventHandler] = {
+EVENT_HANDLERS: dict[type[EventData], HandlerFunction] = {
     LeadCreated: handlers.on_lead_created,
     LeadActivity: handlers.on_lead_activity,
     LeadScored: handlers.on_lead_scored,
@@ -41,7 +40,7 @@ EVENT_HANDLERS: dict[type[EventData], EventHandler] = {
     LeadRecycled: handlers.on_lead_recycled,
     DealClosed: handlers.on_deal_closed,
     SlaBreached: handlers.on_sla_breached,
-    PrivacyErased: handlers.on_privacy_erased,  # type: ignore[dict-item]
+    PrivacyErased: handlers.on_privacy_erased,
 }
 
 

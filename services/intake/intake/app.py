@@ -11,12 +11,11 @@ from intake.api import build_router
 from intake.handlers import on_privacy_erased
 from intake.platform_api import build_platform_router
 from intake.runtime import runtime
-from leadpact.consumer import EventHandler
 from leadpact.events import EventData, PrivacyErased
-from leadpact.service import ServiceContext, ServiceDefinition, Worker
+from leadpact.service import HandlerFunction, ServiceContext, ServiceDefinition, Worker
 
-EVENT_HANDLERS: dict[type[EventData], EventHandler] = {
-    PrivacyErased: on_privacy_erased,  # type: ignore[dict-item]
+EVENT_HANDLERS: dict[type[EventData], HandlerFunction] = {
+    PrivacyErased: on_privacy_erased,
 }
 """Leads come in over HTTP; the one event intake consumes is an erasure request."""
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
-from leadpact.consumer import EventHandler
 from leadpact.events import (
     DealClosed,
     EventData,
@@ -17,7 +16,7 @@ from leadpact.events import (
     LeadRejected,
     PrivacyErased,
 )
-from leadpact.service import ServiceContext, ServiceDefinition, Worker
+from leadpact.service import HandlerFunction, ServiceContext, ServiceDefinition, Worker
 from scoring.api import build_router
 from scoring.handlers import (
     on_deal_closed,
@@ -31,13 +30,13 @@ from scoring.models_api import build_models_router
 from scoring.retraining import Retrainer
 from scoring.runtime import runtime
 
-EVENT_HANDLERS: dict[type[EventData], EventHandler] = {
-    LeadCreated: on_lead_created,  # type: ignore[dict-item]
-    LeadActivity: on_lead_activity,  # type: ignore[dict-item]
-    LeadAccepted: on_lead_accepted,  # type: ignore[dict-item]
-    LeadRejected: on_lead_rejected,  # type: ignore[dict-item]
-    DealClosed: on_deal_closed,  # type: ignore[dict-item]
-    PrivacyErased: on_privacy_erased,  # type: ignore[dict-item]
+EVENT_HANDLERS: dict[type[EventData], HandlerFunction] = {
+    LeadCreated: on_lead_created,
+    LeadActivity: on_lead_activity,
+    LeadAccepted: on_lead_accepted,
+    LeadRejected: on_lead_rejected,
+    DealClosed: on_deal_closed,
+    PrivacyErased: on_privacy_erased,
 }
 
 
