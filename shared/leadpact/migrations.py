@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command, context, op
 from alembic.config import Config
-from sqlalchemy import MetaData, pool
+from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -26,6 +26,9 @@ def alembic_config(database_url: str, script_location: Path) -> Config:
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return cfg
 
+
+# Any fixed number: PostgreSQL advisory locks are per database, and each service has its own.
+UPGRADE_LOCK_KEY = 7_340_117
 
 # Alembic keeps the running migration in module-level state (``alembic.context``), so two
 # upgrades in one process at once (five services starting embedded) must take turns.
@@ -64,6 +67,12 @@ def run_env(target_metadata: Sequence[MetaData]) -> None:
     async def online() -> None:
         engine = create_async_engine(url, poolclass=pool.NullPool)
         async with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Two replicas starting at once would both create the tables; the second
+                # waits here until the first commits, then finds the schema current.
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY}
+                )
             await conn.run_sync(run)
         await engine.dispose()
 

@@ -4,6 +4,7 @@ and on PostgreSQL: a model changed without a revision fails here, not in product
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -37,3 +38,21 @@ async def test_history_matches_models_on_postgresql(
     migrations = load_services()[service].migrations
     url = await pg_database(service.replace("-", "_"))
     await asyncio.to_thread(history_matches_models, url, migrations)
+
+
+async def test_two_replicas_upgrading_one_database_at_once_both_start(
+    pg_database: Callable[[str], Awaitable[str]],
+) -> None:
+    """Replicas of a service start together and both run the upgrade: the advisory lock
+    makes the second wait instead of failing on a table the first is creating."""
+    migrations = load_services()["crm-sync"].migrations
+    url = await pg_database("replicas")
+    script = "import sys; import leadpact.migrations as m; m.upgrade(sys.argv[1], sys.argv[2])"
+    replicas = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, url, str(migrations), stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    errors = [(await r.communicate())[1].decode() for r in replicas]
+    assert [r.returncode for r in replicas] == [0, 0], errors
