@@ -152,6 +152,159 @@ class Revenue(_Strict):
     attribution: Literal["first_touch", "last_touch", "linear", "u_shaped", "w_shaped"] = "w_shaped"
 
 
+# ---- routing: who owns an MQL --------------------------------------------------------
+
+_WEEKDAY = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WORKWEEK: tuple[_WEEKDAY, ...] = ("mon", "tue", "wed", "thu", "fri")
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$"
+
+
+def _known_timezone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {v!r}") from exc
+    return v
+
+
+class WorkingHours(_Strict):
+    """A member's working window, in the member's own timezone."""
+
+    days: list[_WEEKDAY] = Field(default_factory=lambda: [*_WORKWEEK], min_length=1)
+    from_: time = Field(alias="from")
+    to: time
+
+    @model_validator(mode="after")
+    def _order(self) -> WorkingHours:
+        if self.to <= self.from_:
+            raise ValueError("'to' must be after 'from'")
+        return self
+
+
+class RoutingMember(_Strict):
+    """A salesperson who can own leads. ``share`` weighs the round-robin; ``capacity``
+    caps the leads they hold open at once."""
+
+    id: str = Field(pattern=_ID, max_length=100)
+    name: str | None = None
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
+    slack: str | None = Field(None, description="Slack user id, mentioned as <@id>")
+    share: float = Field(1.0, gt=0, le=1000)
+    timezone: str = "UTC"
+    hours: WorkingHours | None = Field(None, description="none: always available")
+    capacity: int | None = Field(None, ge=1)
+
+    _tz = field_validator("timezone")(_known_timezone)
+
+
+class TeamManager(_Strict):
+    name: str
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
+    slack: str | None = None
+
+
+class RoutingTeam(_Strict):
+    id: str = Field(pattern=_ID, max_length=100)
+    name: str | None = None
+    manager: TeamManager | None = None
+    members: list[RoutingMember] = Field(min_length=1)
+
+
+class Band(_Strict):
+    """A numeric band: ``gte`` and/or ``lte``."""
+
+    gte: float | None = None
+    lte: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Band:
+        if self.gte is None and self.lte is None:
+            raise ValueError("needs gte, lte or both")
+        if self.gte is not None and self.lte is not None and self.lte < self.gte:
+            raise ValueError("lte must not be below gte")
+        return self
+
+    def contains(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        return (self.gte is None or value >= self.gte) and (self.lte is None or value <= self.lte)
+
+
+class RoutingMatch(_Strict):
+    """Conditions on the lead, all of which must hold; an empty match takes every lead.
+    Text values compare case-insensitively."""
+
+    country: list[str] | None = Field(None, min_length=1, description="ISO 3166 alpha-2 codes")
+    region: list[str] | None = Field(None, min_length=1, description="names under regions")
+    company_size: Band | None = None
+    industry: list[str] | None = Field(None, min_length=1)
+    source: list[str] | None = Field(None, min_length=1, description="lead source platform")
+    tier: list[Literal["mql", "nurture", "disqualified"]] | None = Field(None, min_length=1)
+    probability: Band | None = None
+
+
+class RoutingRule(_Strict):
+    name: str = Field(pattern=_ID, max_length=100)
+    match: RoutingMatch = Field(default_factory=RoutingMatch)
+    team: str
+
+
+class Escalation(_Strict):
+    """What happens as a first-contact deadline runs down."""
+
+    remind_at_risk: bool = Field(True, description="remind the owner at sla.at_risk")
+    notify_manager: bool = Field(True, description="tell the team manager at sla.breached")
+    reassign: bool = Field(
+        False,
+        description="at a first-contact breach, hand the lead to the next available "
+        "member of the team with a fresh deadline",
+    )
+
+
+class Routing(_Strict):
+    regions: dict[str, list[str]] = Field(
+        default_factory=dict, description="named groups of country codes, used by rules"
+    )
+    teams: list[RoutingTeam] = Field(min_length=1)
+    rules: list[RoutingRule] = Field(default_factory=list, description="first match wins")
+    fallback_team: str
+    escalation: Escalation = Field(default_factory=Escalation)
+
+    @model_validator(mode="after")
+    def _references(self) -> Routing:
+        team_ids = [t.id for t in self.teams]
+        if len(set(team_ids)) != len(team_ids):
+            raise ValueError(f"teams: duplicate team id in {team_ids}")
+        member_ids = [m.id for t in self.teams for m in t.members]
+        dupes = sorted({m for m in member_ids if member_ids.count(m) > 1})
+        if dupes:
+            raise ValueError(f"teams: member ids must be unique across teams, repeated {dupes}")
+        if self.fallback_team not in team_ids:
+            raise ValueError(f"fallback_team: {self.fallback_team!r} is not a team id")
+        names = [r.name for r in self.rules]
+        if len(set(names)) != len(names):
+            raise ValueError("rules: duplicate rule name")
+        for i, rule in enumerate(self.rules):
+            if rule.team not in team_ids:
+                raise ValueError(f"rules[{i}] ({rule.name}): team {rule.team!r} is not a team id")
+            for region in rule.match.region or []:
+                if region not in self.regions:
+                    raise ValueError(
+                        f"rules[{i}] ({rule.name}): region {region!r} is not defined under regions"
+                    )
+        return self
+
+    def team(self, team_id: str) -> RoutingTeam | None:
+        return next((t for t in self.teams if t.id == team_id), None)
+
+    def member(self, member_id: str) -> tuple[RoutingTeam, RoutingMember] | None:
+        for team in self.teams:
+            for member in team.members:
+                if member.id == member_id:
+                    return team, member
+        return None
+
+
 class Contract(_Strict):
     version: str
     effective_from: date
@@ -164,6 +317,7 @@ class Contract(_Strict):
     rejection_reasons: list[RejectionReason] = Field(min_length=1)
     recycle: Recycle | None = None
     revenue: Revenue | None = None
+    routing: Routing | None = None
 
     @model_validator(mode="after")
     def _references(self) -> Contract:

@@ -6,9 +6,16 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from leadpact.consumer import EventHandler
-from leadpact.events import EventData, LeadAccepted, LeadContacted, LeadRejected, LeadScored
-from leadpact.service import ServiceContext, ServiceDefinition, Worker
+from leadpact.events import (
+    EventData,
+    LeadAccepted,
+    LeadAssigned,
+    LeadContacted,
+    LeadCreated,
+    LeadRejected,
+    LeadScored,
+)
+from leadpact.service import HandlerFunction, ServiceContext, ServiceDefinition, Worker
 from sla_monitor.api import build_router
 from sla_monitor.handlers import (
     on_lead_accepted,
@@ -17,22 +24,42 @@ from sla_monitor.handlers import (
     on_lead_scored,
 )
 from sla_monitor.metrics import SlaMetrics
-from sla_monitor.settings import SlaSettings
+from sla_monitor.notify.api import build_router as build_notify_router
+from sla_monitor.notify.queue import Notifier
+from sla_monitor.notify.worker import NotificationWorker
+from sla_monitor.routing.api import build_router as build_routing_router
+from sla_monitor.routing.escalation import Escalator
+from sla_monitor.routing.handlers import on_lead_assigned, on_lead_created
+from sla_monitor.routing.metrics import RoutingMetrics
+from sla_monitor.settings import NotifySettings, SlaSettings
 from sla_monitor.watch import DeadlineWatch
 
-EVENT_HANDLERS: dict[type[EventData], EventHandler] = {
-    LeadScored: on_lead_scored,  # type: ignore[dict-item]
-    LeadContacted: on_lead_contacted,  # type: ignore[dict-item]
-    LeadAccepted: on_lead_accepted,  # type: ignore[dict-item]
-    LeadRejected: on_lead_rejected,  # type: ignore[dict-item]
+EVENT_HANDLERS: dict[type[EventData], HandlerFunction] = {
+    LeadScored: on_lead_scored,
+    LeadContacted: on_lead_contacted,
+    LeadAccepted: on_lead_accepted,
+    LeadRejected: on_lead_rejected,
+    LeadCreated: on_lead_created,
+    LeadAssigned: on_lead_assigned,
 }
 
 
 def _watch(ctx: ServiceContext) -> DeadlineWatch:
-    """One metrics object and one watch per context, made on first use."""
+    """The service's collaborators, made once per context on first use: metrics, the
+    notifier and its worker, the escalator, and the deadline watch that calls it."""
     if "deadline_watch" not in ctx.extras:
         metrics = SlaMetrics(ctx.metrics.registry)
         ctx.extras["sla_metrics"] = metrics
+        routing_metrics = RoutingMetrics(ctx.metrics.registry)
+        ctx.extras["routing_metrics"] = routing_metrics
+        notify_settings = NotifySettings()
+        notifier = Notifier(notify_settings)
+        ctx.extras["notifier"] = notifier
+        ctx.extras["notification_worker"] = NotificationWorker(
+            ctx.uow, ctx.clock, notify_settings, notifier
+        )
+        escalator = Escalator(ctx.contracts, notifier, routing_metrics)
+        ctx.extras["escalator"] = escalator
         tuning = SlaSettings()
         ctx.extras["deadline_watch"] = DeadlineWatch(
             ctx.uow,
@@ -40,6 +67,7 @@ def _watch(ctx: ServiceContext) -> DeadlineWatch:
             metrics,
             horizon=timedelta(seconds=tuning.horizon_seconds),
             batch=tuning.batch,
+            escalator=escalator,
         )
     watch: DeadlineWatch = ctx.extras["deadline_watch"]
     return watch
@@ -50,7 +78,7 @@ async def _setup(ctx: ServiceContext) -> None:
 
 
 def _workers(ctx: ServiceContext) -> Sequence[Worker]:
-    return [_watch(ctx)]
+    return [_watch(ctx), ctx.extras["notification_worker"]]
 
 
 SERVICE = ServiceDefinition(
@@ -59,9 +87,14 @@ SERVICE = ServiceDefinition(
     default_port=8003,
     migrations=Path(__file__).parent / "migrations",
     event_handlers=EVENT_HANDLERS,
-    routers=lambda ctx: [build_router(ctx)],
+    routers=lambda ctx: [
+        build_router(ctx),
+        build_routing_router(ctx),
+        build_notify_router(ctx),
+    ],
     workers=_workers,
     setup=_setup,
-    description="Arms the contract's deadlines for every MQL (first contact, in business "
-    "hours when the contract says so), and emits `sla.breached` exactly once when one passes.",
+    description="Gives every MQL an owner by the contract's routing rules, arms the "
+    "contract's deadlines for it (first contact, in business hours when the contract says "
+    "so), tells the owner, and emits `sla.breached` exactly once when one passes.",
 )

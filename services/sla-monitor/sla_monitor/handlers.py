@@ -12,6 +12,11 @@ from sla_monitor import store
 from sla_monitor.breach import breach_event, count_breach
 from sla_monitor.domain import NO_RESPONSE, TIMED_CLAUSES, attempts_satisfied, deadlines
 from sla_monitor.metrics import SlaMetrics
+from sla_monitor.notify.queue import Notifier
+from sla_monitor.routing import assign
+from sla_monitor.routing.escalation import Escalator
+from sla_monitor.routing.handlers import facts_of
+from sla_monitor.routing.metrics import RoutingMetrics
 from sla_monitor.watch import DeadlineWatch
 
 
@@ -22,11 +27,27 @@ async def on_lead_scored(
     contracts: ContractBook,
     deadline_watch: DeadlineWatch,
     sla_metrics: SlaMetrics,
+    routing_metrics: RoutingMetrics,
+    notifier: Notifier,
 ) -> None:
     scored = event.data
     if scored.tier != "mql":
         return
     contract = contracts.get(event.contractversion)
+    owner: str | None = None
+    if contract.routing is not None:
+        # Owner and deadline in one unit of work: the deadline names who answers for it.
+        assignment = await assign.assign_new(
+            uow,
+            clock.now(),
+            contract.routing,
+            await facts_of(uow, scored),
+            scored.lead_id,
+            contract.version,
+            routing_metrics,
+            notifier,
+        )
+        owner = assignment.owner
     for deadline in deadlines(contract, scored.scored_at):
         fresh = await store.arm(
             uow.session,
@@ -37,7 +58,7 @@ async def on_lead_scored(
                 "armed_at": clock.now(),
                 "due_at": deadline.due_at,
                 "at_risk_at": deadline.at_risk_at,
-                "owner": None,
+                "owner": owner,
                 "source": scored.source,
                 "contract_version": contract.version,
             },
@@ -96,8 +117,11 @@ async def _judge_attempts(
         await store.mark_met(uow.session, lead_id, "attempts", at, on_time_only=False)
 
 
-async def on_lead_accepted(event: CloudEvent[LeadAccepted], uow: UnitOfWork, clock: Clock) -> None:
+async def on_lead_accepted(
+    event: CloudEvent[LeadAccepted], uow: UnitOfWork, clock: Clock, routing_metrics: RoutingMetrics
+) -> None:
     accepted = event.data
+    await assign.close(uow, accepted.lead_id, routing_metrics)
     await store.mark_met(uow.session, accepted.lead_id, "outcome", accepted.accepted_at)
     # Accepted: nobody gave up on the lead, so there is no attempts promise left to judge.
     await store.mark_met(
@@ -110,9 +134,12 @@ async def on_lead_rejected(
     uow: UnitOfWork,
     clock: Clock,
     sla_metrics: SlaMetrics,
+    routing_metrics: RoutingMetrics,
+    escalator: Escalator,
 ) -> None:
     rejected = event.data
     lead_id, at = rejected.lead_id, rejected.rejected_at
+    await assign.close(uow, lead_id, routing_metrics)
     await store.mark_met(uow.session, lead_id, "outcome", at)
     if rejected.reason != NO_RESPONSE:
         await store.mark_met(uow.session, lead_id, "attempts", at, on_time_only=False)
@@ -125,6 +152,7 @@ async def on_lead_rejected(
     detected = clock.now()
     if await store.mark_breached(uow.session, row.id, detected):
         uow.emit(breach_event(row, detected), row.contract_version)
+        await escalator.breached(uow, row, detected)  # tells owner and manager
         # Counted before the dispatcher commits: a failed commit that is retried could
         # count it twice, which the inbox and the status condition make rare.
         count_breach(sla_metrics, row.clause, row.source, row.due_at, detected)

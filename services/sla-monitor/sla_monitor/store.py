@@ -42,9 +42,10 @@ class DeadlineRow(Base):
 
     __tablename__ = "sla_deadlines"
     # A business fact happens once: a lead has one deadline per clause however often it
-    # is scored MQL again.
+    # is scored MQL again. ``round`` > 0 only for a fresh first-contact deadline given to
+    # the next owner after an escalation; round 0 stays the lead's record.
     __table_args__ = (
-        UniqueConstraint("lead_id", "clause", name="uq_sla_deadlines_lead_clause"),
+        UniqueConstraint("lead_id", "clause", "round", name="uq_sla_deadlines_lead_clause_round"),
         Index("ix_sla_deadlines_status_due", "status", "due_at"),
         Index("ix_sla_deadlines_status_risk", "status", "at_risk_at"),
     )
@@ -63,6 +64,7 @@ class DeadlineRow(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     contacted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     warned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AttemptRow(Base):
@@ -78,17 +80,18 @@ class AttemptRow(Base):
     contacted_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
-def _insert(session: AsyncSession) -> Any:
+def insert_for(session: AsyncSession) -> Any:
+    """The dialect's INSERT (for ON CONFLICT), PostgreSQL or SQLite."""
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 async def arm(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert the deadline unless this (lead, clause) has one; True when inserted."""
-    values = {**values, "status": OPEN}
-    stmt = _insert(session)(DeadlineRow).values(**values)
+    values = {"round": 0, **values, "status": OPEN}
+    stmt = insert_for(session)(DeadlineRow).values(**values)
     result = await session.execute(
-        stmt.on_conflict_do_nothing(index_elements=["lead_id", "clause"])
+        stmt.on_conflict_do_nothing(index_elements=["lead_id", "clause", "round"])
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -122,6 +125,7 @@ async def record_first_contact(
         .where(
             DeadlineRow.lead_id == lead_id,
             DeadlineRow.clause == "first_contact",
+            DeadlineRow.round == 0,
             DeadlineRow.contacted_at.is_(None),
         )
         .values(**values)
@@ -131,7 +135,7 @@ async def record_first_contact(
 
 
 async def record_attempt(session: AsyncSession, lead_id: str, channel: str, at: datetime) -> None:
-    stmt = _insert(session)(AttemptRow).values(lead_id=lead_id, channel=channel, contacted_at=at)
+    stmt = insert_for(session)(AttemptRow).values(lead_id=lead_id, channel=channel, contacted_at=at)
     await session.execute(stmt.on_conflict_do_nothing())
 
 
@@ -143,8 +147,12 @@ async def attempts_of(session: AsyncSession, lead_id: str) -> list[tuple[str, da
 
 
 async def deadline(session: AsyncSession, lead_id: str, clause: str) -> DeadlineRow | None:
+    """The lead's latest deadline of ``clause`` (the highest round)."""
     found: DeadlineRow | None = await session.scalar(
-        select(DeadlineRow).where(DeadlineRow.lead_id == lead_id, DeadlineRow.clause == clause)
+        select(DeadlineRow)
+        .where(DeadlineRow.lead_id == lead_id, DeadlineRow.clause == clause)
+        .order_by(DeadlineRow.round.desc())
+        .limit(1)
     )
     return found
 
@@ -207,7 +215,11 @@ async def status_counts(
     """(clause, status, deadlines) for the leads that became MQLs in [since, until)."""
     rows = await session.execute(
         select(DeadlineRow.clause, DeadlineRow.status, func.count())
-        .where(DeadlineRow.started_at >= since, DeadlineRow.started_at < until)
+        .where(
+            DeadlineRow.started_at >= since,
+            DeadlineRow.started_at < until,
+            DeadlineRow.round == 0,  # compliance judges the lead, not its escalations
+        )
         .group_by(DeadlineRow.clause, DeadlineRow.status)
     )
     return [(clause, status, int(n)) for clause, status, n in rows.all()]
@@ -268,3 +280,13 @@ async def lead_deadlines(session: AsyncSession, lead_id: str) -> Sequence[Deadli
         select(DeadlineRow).where(DeadlineRow.lead_id == lead_id).order_by(DeadlineRow.id)
     )
     return rows.all()
+
+
+async def set_owner(session: AsyncSession, lead_id: str, owner: str) -> None:
+    """The lead changed hands: its open deadlines now name the new owner (met and breached
+    ones keep the owner they were judged against)."""
+    await session.execute(
+        update(DeadlineRow)
+        .where(DeadlineRow.lead_id == lead_id, DeadlineRow.status == OPEN)
+        .values(owner=owner)
+    )

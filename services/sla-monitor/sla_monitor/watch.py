@@ -14,6 +14,7 @@ import contextlib
 import heapq
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -24,6 +25,9 @@ from sla_monitor import store
 from sla_monitor.breach import breach_event, count_breach
 from sla_monitor.domain import TIMED_CLAUSES
 from sla_monitor.metrics import SlaMetrics
+
+if TYPE_CHECKING:
+    from sla_monitor.routing.escalation import Escalator
 
 log = structlog.get_logger("sla_monitor.watch")
 
@@ -41,12 +45,14 @@ class DeadlineWatch:
         *,
         horizon: timedelta = timedelta(minutes=1),
         batch: int = 500,
+        escalator: Escalator | None = None,
     ) -> None:
         self._uow = uow
         self._clock = clock
         self._metrics = metrics
         self._horizon = horizon
         self._batch = batch
+        self._escalator = escalator
         self._heap: list[datetime] = []
         self._loaded_until: datetime | None = None
         self._wake = asyncio.Event()
@@ -112,15 +118,20 @@ class DeadlineWatch:
     async def breach_due(self, now: datetime) -> int:
         """Breach every open deadline due by ``now``; returns how many were looked at."""
         changed: list[store.DeadlineRow] = []
+        fresh: list[datetime] = []
         async with self._uow() as uow:
             rows = await store.overdue(uow.session, now, TIMED_CLAUSES, self._batch)
             for row in rows:
                 if await store.mark_breached(uow.session, row.id, now):
                     changed.append(row)
                     uow.emit(breach_event(row, now), row.contract_version)
+                    if self._escalator is not None:  # notify, maybe reassign: same commit
+                        fresh += await self._escalator.breached(uow, row, now)
             looked_at = len(rows)
             counted = [(row.clause, row.source, row.due_at) for row in changed]
             await uow.commit()
+        for wake_at in fresh:  # a fresh deadline after a reassignment
+            self.armed(wake_at)
         # Counted after the commit, and only for rows this watch changed: never twice.
         for clause, source, due_at in counted:
             count_breach(self._metrics, clause, source, due_at, now)
@@ -147,6 +158,8 @@ class DeadlineWatch:
                         ),
                         row.contract_version,
                     )
+                    if self._escalator is not None:
+                        await self._escalator.at_risk(uow, row, now)
             looked_at = len(rows)
             await uow.commit()
         for clause in warned:

@@ -1,0 +1,99 @@
+"""The notification queue: one row per message and channel, delivered by the worker.
+
+``dedup_key`` is unique: the same message for the same lead, channel and recipient is
+queued once however often the event that causes it is handled."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Index, Integer, String, Text, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sla_monitor.store import Base, UtcDateTime, insert_for
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+
+class NotificationRow(Base):
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(300), unique=True)
+    lead_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str | None] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+async def enqueue(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Queue one delivery; False when its dedup key is queued already."""
+    stmt = insert_for(session)(NotificationRow).values(status=PENDING, attempts=0, **values)
+    result = await session.execute(stmt.on_conflict_do_nothing(index_elements=["dedup_key"]))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def due(
+    session: AsyncSession, now: datetime, limit: int, *, lock: bool
+) -> Sequence[NotificationRow]:
+    """Pending deliveries whose time has come, oldest first; locked and skipped by other
+    workers on PostgreSQL, so two instances never send the same row at once."""
+    query = (
+        select(NotificationRow)
+        .where(NotificationRow.status == PENDING, NotificationRow.next_attempt_at <= now)
+        .order_by(NotificationRow.next_attempt_at, NotificationRow.id)
+        .limit(limit)
+    )
+    if lock:
+        query = query.with_for_update(skip_locked=True)
+    rows = await session.scalars(query)
+    return rows.all()
+
+
+async def next_due(session: AsyncSession) -> datetime | None:
+    found: datetime | None = await session.scalar(
+        select(NotificationRow.next_attempt_at)
+        .where(NotificationRow.status == PENDING)
+        .order_by(NotificationRow.next_attempt_at)
+        .limit(1)
+    )
+    return found
+
+
+async def settle(session: AsyncSession, row_id: int, values: dict[str, Any]) -> None:
+    await session.execute(
+        update(NotificationRow).where(NotificationRow.id == row_id).values(**values)
+    )
+
+
+async def of_lead(session: AsyncSession, lead_id: str, limit: int) -> Sequence[NotificationRow]:
+    rows = await session.scalars(
+        select(NotificationRow)
+        .where(NotificationRow.lead_id == lead_id)
+        .order_by(NotificationRow.id)
+        .limit(limit)
+    )
+    return rows.all()
+
+
+async def latest(
+    session: AsyncSession, status: str | None, limit: int
+) -> Sequence[NotificationRow]:
+    query = select(NotificationRow)
+    if status is not None:
+        query = query.where(NotificationRow.status == status)
+    rows = await session.scalars(query.order_by(NotificationRow.id.desc()).limit(limit))
+    return rows.all()

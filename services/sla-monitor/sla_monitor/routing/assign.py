@@ -1,0 +1,406 @@
+"""Giving a lead its owner, inside the caller's unit of work: the routing decision, the
+round-robin turn, the ``lead.assigned`` event, the owner's notification and (in the
+caller) the first-contact deadline all commit together or not at all."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from leadpact.contract import Routing, RoutingMember, RoutingTeam
+from leadpact.events import LeadAssigned
+from leadpact.messaging import UnitOfWork
+from sla_monitor import store as deadlines
+from sla_monitor.notify.queue import Message, Notifier, member_recipient
+from sla_monitor.routing import store
+from sla_monitor.routing.domain import (
+    FORCE_ORDER,
+    Candidate,
+    LeadFacts,
+    Unavailable,
+    choose_team,
+    pick,
+)
+from sla_monitor.routing.metrics import RoutingMetrics
+
+
+@dataclass(frozen=True)
+class Assignment:
+    owner: str
+    team: str | None
+    rule: str | None
+    reason: str
+    fresh: bool  # False: the lead had its owner already (a redelivery, a race, the CRM)
+
+
+def effective_member(member: RoutingMember, state: store.MemberStateRow | None) -> RoutingMember:
+    """The contract's member with the settings changed by API laid over it."""
+    if state is None or not state.overrides:
+        return member
+    doc = member.model_dump(by_alias=True, exclude_none=True)
+    doc.update(state.overrides)
+    return RoutingMember.model_validate({k: v for k, v in doc.items() if v is not None})
+
+
+def candidates(team: RoutingTeam, states: dict[str, store.MemberStateRow]) -> list[Candidate]:
+    found = []
+    for member in team.members:
+        state = states.get(member.id)
+        found.append(
+            Candidate(
+                member=effective_member(member, state),
+                pass_=state.virtual_pass if state else 0.0,
+                open_leads=state.open_leads if state else 0,
+                away_from=state.away_from if state else None,
+                away_to=state.away_to if state else None,
+            )
+        )
+    return found
+
+
+async def _turn_in(
+    uow: UnitOfWork,
+    team: RoutingTeam,
+    now: datetime,
+    *,
+    exclude: Sequence[str] = (),
+    ignore: Sequence[Unavailable] = (),
+) -> tuple[str, float, float] | None:
+    """Lock the team's round-robin state and say whose turn it is (not yet taken)."""
+    state = await store.lock_team(uow.session, team.id, _is_sqlite(uow))
+    rows = await store.members(
+        uow.session, [m.id for m in team.members], ensure_team=team.id, vtime=state.vtime
+    )
+    chosen = pick(candidates(team, rows), state.vtime, now, exclude=exclude, ignore=ignore)
+    if chosen is None:
+        return None
+    return chosen.member_id, chosen.new_pass, chosen.new_vtime
+
+
+def _is_sqlite(uow: UnitOfWork) -> bool:
+    bind = uow.session.bind
+    return bind is None or bind.dialect.name == "sqlite"
+
+
+async def next_owner(
+    uow: UnitOfWork,
+    routing: Routing,
+    team_id: str,
+    now: datetime,
+    *,
+    exclude: Sequence[str] = (),
+    force: bool = True,
+) -> tuple[RoutingTeam, str, float, float] | None:
+    """The team's next available member; else the fallback team's; else (``force``) the
+    fallback team's next member even out of hours or at capacity, then even away."""
+    tried: list[RoutingTeam] = []
+    for tid in dict.fromkeys([team_id, routing.fallback_team]):
+        team = routing.team(tid)
+        if team is None:
+            continue
+        tried.append(team)
+        turn = await _turn_in(uow, team, now, exclude=exclude)
+        if turn is not None:
+            return (team, *turn)
+    if force and tried:
+        fallback = tried[-1]
+        for ignore in FORCE_ORDER:
+            turn = await _turn_in(uow, fallback, now, exclude=exclude, ignore=ignore)
+            if turn is not None:
+                return (fallback, *turn)
+    return None
+
+
+async def assign_new(
+    uow: UnitOfWork,
+    now: datetime,
+    routing: Routing,
+    facts: LeadFacts,
+    lead_id: str,
+    contract_version: str,
+    metrics: RoutingMetrics,
+    notifier: Notifier | None,
+) -> Assignment:
+    """Route an MQL that became one just now: decided once per lead, whoever asks."""
+    current = await store.assignment(uow.session, lead_id)
+    if current is not None:
+        return Assignment(current.owner, current.team, current.rule, current.reason, False)
+    team_id, rule = choose_team(routing, facts)
+    decided = await next_owner(uow, routing, team_id, now)
+    assert decided is not None, "routing validation guarantees a fallback team with members"
+    team, member_id, new_pass, new_vtime = decided
+    rule_name = rule.name if rule is not None and team.id == team_id else None
+    inserted = await store.insert_assignment(
+        uow.session,
+        {
+            "lead_id": lead_id,
+            "owner": member_id,
+            "team": team.id,
+            "rule": rule_name,
+            "reason": "routing",
+            "contract_version": contract_version,
+            "assigned_at": now,
+        },
+    )
+    if not inserted:  # another consumer assigned it meanwhile: its decision stands
+        current = await store.assignment(uow.session, lead_id)
+        assert current is not None
+        return Assignment(current.owner, current.team, current.rule, current.reason, False)
+    open_now = await store.take_turn(uow.session, team.id, member_id, new_pass, new_vtime)
+    await _announce(
+        uow,
+        now,
+        routing,
+        lead_id,
+        contract_version,
+        metrics,
+        notifier,
+        owner=member_id,
+        team=team.id,
+        rule=rule_name,
+        reason="routing",
+        open_now=open_now,
+    )
+    return Assignment(member_id, team.id, rule_name, "routing", True)
+
+
+async def _announce(
+    uow: UnitOfWork,
+    now: datetime,
+    routing: Routing | None,
+    lead_id: str,
+    contract_version: str | None,
+    metrics: RoutingMetrics,
+    notifier: Notifier | None,
+    *,
+    owner: str,
+    team: str | None,
+    rule: str | None,
+    reason: str,
+    open_now: int | None,
+    previous: str | None = None,
+    by: str | None = None,
+    why: str | None = None,
+    round_: int = 0,
+    emit: bool = True,
+) -> None:
+    """History row, event, metrics and the new owner's notification of one owner change."""
+    await store.log(
+        uow.session,
+        {
+            "lead_id": lead_id,
+            "owner": owner,
+            "previous_owner": previous,
+            "team": team,
+            "rule": rule,
+            "reason": reason,
+            "by": by,
+            "why": why,
+            "contract_version": contract_version,
+            "at": now,
+        },
+    )
+    if emit:
+        uow.emit(
+            LeadAssigned(
+                lead_id=lead_id,
+                owner=owner,
+                team=team,
+                # LeadAssigned has no free-text field: a person's reason travels as the rule.
+                rule=rule if why is None else f"manual: {why}"[:200],
+                reason=reason,  # type: ignore[arg-type]
+                previous_owner=previous,
+                by=by,
+                contract_version=contract_version,
+                assigned_at=now,
+            ),
+            contract_version,
+        )
+    # Counted before the dispatcher commits (like the other handler counters): a failed
+    # commit that is retried could count twice.
+    metrics.assigned.labels(team or "none", owner).inc()
+    if open_now is not None:
+        metrics.open_leads.labels(owner).set(open_now)
+    if notifier is not None:
+        fields: dict[str, Any] = {
+            "lead_id": lead_id,
+            "owner": owner,
+            "team": team,
+            "rule": rule,
+            "reason": reason,
+        }
+        if previous:
+            fields["previous_owner"] = previous
+        text = {
+            "routing": f"New MQL {lead_id} is yours (team {team}, rule {rule or 'fallback'}).",
+            "crm": f"MQL {lead_id} is yours (assigned in the CRM).",
+            "reassigned": f"MQL {lead_id} was handed to you by {by}: {why}.",
+            "escalation": f"MQL {lead_id} is yours now: {previous} missed the first contact.",
+        }.get(reason, f"MQL {lead_id} is yours.")
+        await notifier.send(
+            uow.session,
+            now,
+            Message("assigned", lead_id, f"New lead for you: {lead_id}", text, fields, round_),
+            member_recipient(routing, owner),
+        )
+
+
+async def follow_crm(
+    uow: UnitOfWork,
+    now: datetime,
+    routing: Routing | None,
+    lead_id: str,
+    owner: str,
+    contract_version: str | None,
+    metrics: RoutingMetrics,
+    notifier: Notifier | None,
+    *,
+    reason: str = "crm",
+) -> None:
+    """The CRM named the owner: it wins. Before routing ran, routing will not run; after,
+    the lead moves to the CRM's owner and routing's pick is kept as ``routed_owner``."""
+    found = routing.member(owner) if routing is not None else None
+    team = found[0].id if found else None
+    current = await store.assignment(uow.session, lead_id)
+    if current is None:
+        inserted = await store.insert_assignment(
+            uow.session,
+            {
+                "lead_id": lead_id,
+                "owner": owner,
+                "team": team,
+                "rule": None,
+                "reason": reason,
+                "contract_version": contract_version,
+                "assigned_at": now,
+            },
+        )
+        if not inserted:
+            current = await store.assignment(uow.session, lead_id)
+            assert current is not None
+        else:
+            await store.count_assignment(uow.session, owner, team)
+            await _announce(
+                uow,
+                now,
+                routing,
+                lead_id,
+                contract_version,
+                metrics,
+                notifier,
+                owner=owner,
+                team=team,
+                rule=None,
+                reason=reason,
+                open_now=None,
+                emit=False,
+            )
+            return
+    if current.owner == owner:
+        return
+    await reassign(
+        uow,
+        now,
+        routing,
+        current,
+        owner,
+        team,
+        metrics,
+        notifier,
+        reason=reason,
+        emit=False,
+        keep_routed=True,
+    )
+
+
+async def _move_open(
+    uow: UnitOfWork,
+    metrics: RoutingMetrics,
+    old: str,
+    new: str,
+    new_team: str | None,
+    still_open: bool,
+    new_counted: bool = False,
+) -> None:
+    """The old owner holds one open lead less, the new one one more (unless their
+    round-robin turn counted it already)."""
+    if not still_open:
+        return
+    for member, delta in sorted([(old, -1), (new, +1)]):  # fixed order: no deadlock
+        if delta > 0 and not new_counted:
+            await store.count_assignment(uow.session, member, new_team)
+        left = await store.add_open(uow.session, member, min(delta, 0))
+        if left is not None:
+            metrics.open_leads.labels(member).set(left)
+
+
+async def reassign(
+    uow: UnitOfWork,
+    now: datetime,
+    routing: Routing | None,
+    current: store.AssignmentRow,
+    owner: str,
+    team: str | None,
+    metrics: RoutingMetrics,
+    notifier: Notifier | None,
+    *,
+    reason: str,
+    by: str | None = None,
+    why: str | None = None,
+    next_round: bool = False,
+    turn_taken: bool = False,
+    emit: bool = True,
+    keep_routed: bool = False,
+) -> bool:
+    """Hand an assigned lead to ``owner`` (a person's decision, an escalation, the CRM);
+    False when its owner changed meanwhile. ``keep_routed`` remembers the previous owner
+    as routing's pick; ``emit`` False when the event came from elsewhere (the CRM)."""
+    # Read before the UPDATE, which refreshes the row object in the session.
+    lead_id, previous, still_open = current.lead_id, current.owner, current.status == store.OPEN
+    version, round_ = current.contract_version, current.round + (1 if next_round else 0)
+    changed = await store.change_owner(
+        uow.session,
+        lead_id,
+        expected=previous,
+        owner=owner,
+        team=team,
+        reason=reason,
+        at=now,
+        next_round=next_round,
+        routed_owner=previous if keep_routed else None,
+    )
+    if not changed:
+        return False
+    await _move_open(uow, metrics, previous, owner, team, still_open, turn_taken)
+    await deadlines.set_owner(uow.session, lead_id, owner)
+    await _announce(
+        uow,
+        now,
+        routing,
+        lead_id,
+        version,
+        metrics,
+        notifier,
+        owner=owner,
+        team=team,
+        rule=None,
+        reason=reason,
+        open_now=None,
+        previous=previous,
+        by=by,
+        why=why,
+        round_=round_,
+        emit=emit,
+    )
+    return True
+
+
+async def close(uow: UnitOfWork, lead_id: str, metrics: RoutingMetrics) -> None:
+    """The lead was accepted or rejected: it no longer counts against its owner's capacity."""
+    owner = await store.close(uow.session, lead_id)
+    if owner is not None:
+        left = await store.add_open(uow.session, owner, -1)
+        if left is not None:
+            metrics.open_leads.labels(owner).set(left)
