@@ -173,6 +173,7 @@ class LeadAssigned(EventData):
     reason: Literal["routing", "crm", "reassigned", "escalation", "account_owner"] = "routing"
     previous_owner: str | None = None
     by: str | None = Field(default=None, description="who reassigned it, for manual changes")
+    note: str | None = Field(default=None, description="why, in the words of who reassigned it")
     contract_version: str | None = None
     assigned_at: datetime
 

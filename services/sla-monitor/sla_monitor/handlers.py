@@ -64,7 +64,7 @@ async def on_lead_scored(
             },
         )
         if fresh:
-            sla_metrics.armed.labels(deadline.clause).inc()
+            uow.after_commit(sla_metrics.armed.labels(deadline.clause).inc)
         if fresh and deadline.clause in TIMED_CLAUSES:
             # Woken before our commit is visible; the watch reads due rows from the
             # store, and looks again a moment later for a time already past.
@@ -101,7 +101,8 @@ async def _first_contact(
     if first is None:
         return  # not an MQL we watch (yet), or not its first contact
     await store.mark_met(uow.session, lead_id, "first_contact", at)
-    sla_metrics.first_response.observe(max(0.0, (at - first.started_at).total_seconds()))
+    response_seconds = max(0.0, (at - first.started_at).total_seconds())
+    uow.after_commit(lambda: sla_metrics.first_response.observe(response_seconds))
 
 
 async def _judge_attempts(
@@ -153,6 +154,5 @@ async def on_lead_rejected(
     if await store.mark_breached(uow.session, row.id, detected):
         uow.emit(breach_event(row, detected), row.contract_version)
         await escalator.breached(uow, row, detected)  # tells owner and manager
-        # Counted before the dispatcher commits: a failed commit that is retried could
-        # count it twice, which the inbox and the status condition make rare.
-        count_breach(sla_metrics, row.clause, row.source, row.due_at, detected)
+        clause, source, due_at = row.clause, row.source, row.due_at
+        uow.after_commit(lambda: count_breach(sla_metrics, clause, source, due_at, detected))

@@ -304,7 +304,7 @@ async def test_reassign_by_api_is_an_event_with_who_and_why(sla: EmbeddedSystem)
     assert events
     last = assigned_events(sla, lead_id)[-1]
     assert (last["reason"], last["by"], last["previous_owner"]) == ("reassigned", "marta", before)
-    assert last["rule"] == "manual: speaks Catalan"
+    assert last["note"] == "speaks Catalan"
     unknown = await sla[SERVICE].post(
         f"/v1/leads/{lead_id}/owner", json={"owner": "ghost", "by": "marta", "why": "x"}
     )

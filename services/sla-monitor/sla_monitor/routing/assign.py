@@ -208,8 +208,8 @@ async def _announce(
                 lead_id=lead_id,
                 owner=owner,
                 team=team,
-                # LeadAssigned has no free-text field: a person's reason travels as the rule.
-                rule=rule if why is None else f"manual: {why}"[:200],
+                rule=rule,
+                note=why,
                 reason=reason,  # type: ignore[arg-type]
                 previous_owner=previous,
                 by=by,
@@ -218,9 +218,7 @@ async def _announce(
             ),
             contract_version,
         )
-    # Counted before the dispatcher commits (like the other handler counters): a failed
-    # commit that is retried could count twice.
-    metrics.assigned.labels(team or "none", owner).inc()
+    uow.after_commit(metrics.assigned.labels(team or "none", owner).inc)
     if open_now is not None:
         metrics.open_leads.labels(owner).set(open_now)
     if notifier is not None:
