@@ -56,6 +56,11 @@ typecheck: $(VENV)/.dev
 test: $(VENV)/.dev system-deps lint typecheck
 	$(BIN)/pytest
 
+# The fault-injection tests alone (multi-process over tansu and PostgreSQL); `make test`
+# runs them too, with everything else.
+test-faults: $(VENV)/.dev
+	$(BIN)/pytest -m faults
+
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
 

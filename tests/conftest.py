@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.system",
     "tests.fixtures.distributed",
     "tests.fixtures.no_skips_in_ci",
+    "tests.fixtures.proxy",
 ]

@@ -18,7 +18,7 @@ from tests.e2e.journeys import qualifying_lead
 from tests.fixtures.distributed import DistributedFactory, DistributedSystem
 from tests.fixtures.waiting import eventually
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.mark.faults]
 
 CONTRACT = Path(__file__).parents[1] / "fixtures" / "contracts" / "fast.yaml"
 
