@@ -35,6 +35,7 @@ from leadpact.bus.base import EventBus
 from leadpact.clock import Clock
 from leadpact.db import Database
 from leadpact.events import CloudEvent, EventData, envelope
+from leadpact.tasks import cancel_and_wait
 
 log = structlog.get_logger("leadpact.outbox")
 
@@ -172,10 +173,8 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         backoff = self._poll

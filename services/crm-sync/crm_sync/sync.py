@@ -23,6 +23,7 @@ from crm_sync import store
 from crm_sync.metrics import CrmMetrics
 from leadpact.clock import Clock
 from leadpact.db import Database
+from leadpact.tasks import cancel_and_wait
 
 log = structlog.get_logger("crm_sync.sync")
 
@@ -113,10 +114,8 @@ class SyncWorker:
         self._task = asyncio.create_task(self._run(), name="crm-sync-push")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._client is not None:
             await self._client.aclose()
 

@@ -10,7 +10,6 @@ restart) emit it once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from feedback.metrics import FeedbackMetrics
 from leadpact.clock import Clock
 from leadpact.events import LeadRecycled
 from leadpact.messaging import UnitOfWork
+from leadpact.tasks import cancel_and_wait
 
 log = structlog.get_logger("feedback.recycle")
 
@@ -56,11 +56,8 @@ class RecycleWorker:
         self._task = asyncio.create_task(self._run(), name="feedback-recycle")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -4,7 +4,6 @@ re-asking crm-sync about leads whose customer check is pending."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -17,6 +16,7 @@ from intake.graph import GraphClient, GraphUnavailable
 from intake.reception import Raw, Reception
 from leadpact.clock import Clock
 from leadpact.events import LeadActivity
+from leadpact.tasks import cancel_and_wait
 
 log = structlog.get_logger("intake.workers")
 
@@ -41,10 +41,8 @@ class PollingWorker:
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -10,7 +10,6 @@ deadline (two replicas, a restart) emit it once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ import structlog
 from leadpact.clock import Clock
 from leadpact.events import SlaAtRisk
 from leadpact.messaging import UnitOfWork
+from leadpact.tasks import cancel_and_wait
 from sla_monitor import store
 from sla_monitor.breach import breach_event, count_breach
 from sla_monitor.domain import TIMED_CLAUSES
@@ -73,11 +73,8 @@ class DeadlineWatch:
         self._task = asyncio.create_task(self._run(), name="sla-deadline-watch")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -28,6 +28,7 @@ from leadpact.bus.base import (
     deliver,
     dlq_topic,
 )
+from leadpact.tasks import cancel_and_wait
 
 log = structlog.get_logger("leadpact.bus.kafka")
 
@@ -104,10 +105,8 @@ class KafkaSubscription:
         self._task = asyncio.create_task(self._run(), name=f"kafka-consumer:{self.group}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
+        self._task = None
         with contextlib.suppress(KafkaError):
             await self._consumer.stop()
 

@@ -4,10 +4,10 @@ with the team and member labels."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -19,7 +19,12 @@ from leadpact.settings import Settings
 from sla_monitor.app import SERVICE
 from tests.fixtures.distributed import free_port
 from tests.fixtures.waiting import eventually
-from tests.integration.sla_monitor.test_dashboards import prometheus, prometheus_binary, serving
+from tests.integration.sla_monitor.test_dashboards import (
+    prometheus,
+    prometheus_binary,
+    query,
+    serving,
+)
 from tests.integration.sla_monitor.test_routing import ROUTING_CONTRACT, VERSION
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "deploy/grafana/dashboards/lead-flow.json"
@@ -64,12 +69,8 @@ async def test_assignment_panels_return_data(tmp_path: Path) -> None:
             async with httpx.AsyncClient(base_url=url, timeout=5) as client:
                 for title, expr in routing_panels():
 
-                    async def answers(expr: str = expr) -> list[dict[str, object]] | None:
-                        with contextlib.suppress(httpx.HTTPError):
-                            found = await client.get("/api/v1/query", params={"query": expr})
-                            result: list[dict[str, object]] = found.json()["data"]["result"]
-                            return result or None
-                        return None
+                    async def answers(expr: str = expr) -> list[dict[str, Any]] | None:
+                        return await query(client, expr)
 
                     try:
                         result = await eventually(answers, timeout=30, interval=0.5)

@@ -17,6 +17,7 @@ import structlog
 
 from leadpact.clock import Clock
 from leadpact.messaging import UnitOfWork
+from leadpact.tasks import cancel_and_wait
 from sla_monitor.notify import store
 from sla_monitor.notify.channels import DeliveryError, send_email, send_slack, send_webhook
 from sla_monitor.notify.queue import Notifier
@@ -54,11 +55,8 @@ class NotificationWorker:
         self._task = asyncio.create_task(self._run(), name="notification-worker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
