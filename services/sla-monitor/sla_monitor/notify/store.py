@@ -13,7 +13,8 @@ from sqlalchemy import JSON, Index, Integer, String, Text, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sla_monitor.store import Base, UtcDateTime, insert_for
+from leadpact.db import UtcDateTime
+from sla_monitor.store import Base, insert_for
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 

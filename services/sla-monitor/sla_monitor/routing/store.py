@@ -21,7 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from sla_monitor.store import Base, UtcDateTime, insert_for
+from leadpact.db import UtcDateTime
+from sla_monitor.store import Base, insert_for
 
 OPEN, CLOSED = "open", "closed"
 
