@@ -93,6 +93,8 @@ async def test_no_response_rejection_with_too_few_attempts_breaches_attempts(
     )
     await becomes(sla, lead.lead_id, "attempts", "breached")
     assert await status_of(sla, lead.lead_id, "outcome") == "met"
+    # The relay publishes the breach after the commit the status shows: wait for it.
+    await eventually(lambda: breaches(sla, lead.lead_id))
     found = breaches(sla, lead.lead_id)
     assert [b["clause"] for b in found] == ["attempts"]
     log = (await sla[SERVICE].get("/v1/breaches", params={"clause": "attempts"})).json()
