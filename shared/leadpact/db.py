@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, event, text
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy import DateTime, event, pool, text
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -34,6 +37,40 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class _LoopCursor(sqlite3.Cursor):
+    async def _async_soft_close(self) -> None:
+        """Async results ask the driver to buffer rows before the loop moves on; a sqlite3
+        cursor is read on this same thread when asked, so there is nothing to buffer."""
+
+
+class _LoopConnection(sqlite3.Connection):
+    def cursor(self, factory: type[sqlite3.Cursor] = _LoopCursor) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().cursor(factory)
+
+
+class LoopSQLiteDialect(SQLiteDialect_pysqlite):
+    """SQLite called directly on the event loop's thread, behind the asyncio API.
+
+    aiosqlite runs every statement on a worker thread and wakes the loop with the result:
+    two thread switches per statement, which on a busy 2-core machine cost milliseconds
+    each while the statement itself takes microseconds (measured in ``bench/e2e``; see the
+    README). A local SQLite file in WAL mode answers fast enough to be called inline. The
+    price: a statement waiting on another *process's* write lock blocks the loop, so
+    ``Database`` keeps one connection per file and process (sessions queue for it on the
+    loop instead of contending for SQLite's lock)."""
+
+    driver = "leadpact"
+    is_async = True
+    supports_statement_cache = True
+
+    @classmethod
+    def get_pool_class(cls, url: URL) -> type[pool.Pool]:
+        return pool.AsyncAdaptedQueuePool if cls._is_url_file_db(url) else pool.StaticPool
+
+
+registry.register("sqlite.leadpact", __name__, "LoopSQLiteDialect")
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
@@ -41,12 +78,20 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, object] = {"echo": echo}
         if self.is_sqlite:
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            in_memory = parsed.database in (None, "", ":memory:")
+            if not in_memory:
+                Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+                # One connection: see LoopSQLiteDialect. Sessions wait for it in turn.
+                kwargs.update(pool_size=1, max_overflow=0, pool_timeout=300)
+            kwargs["connect_args"] = {
+                "timeout": 30,
+                "check_same_thread": False,
+                "factory": _LoopConnection,
+            }
+            parsed = parsed.set(drivername="sqlite+leadpact")
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self.engine: AsyncEngine = create_async_engine(parsed, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
