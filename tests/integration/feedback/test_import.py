@@ -38,6 +38,8 @@ async def run_import(file: Path, database: Path) -> tuple[int, str, str]:
         "LEADPACT_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
         "LEADPACT_CONTRACT_PATH": str(TEST_CONTRACT),
         "LEADPACT_LOG_JSON": "false",
+        # Rich wraps errors at the terminal width: a long tmp path broke the message apart.
+        "COLUMNS": "1000",
     }
     process = await asyncio.create_subprocess_exec(
         str(FEEDBACK),
