@@ -148,31 +148,36 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-def _earliest(column: Any, value: datetime) -> ColumnElement[Any]:
+def _earliest(column: Any, value: Any) -> ColumnElement[Any]:
     return case((column.is_(None), value), (column > value, value), else_=column)
-
-
-async def _ensure_lead(session: AsyncSession, lead_id: str) -> None:
-    await session.execute(
-        _insert(session, LeadRow.__table__).values(lead_id=lead_id).on_conflict_do_nothing()
-    )
 
 
 async def touch_lead(session: AsyncSession, lead_id: str, **values: Any) -> None:
     """Set funnel facts of a lead (creating its row); ``None`` values are left alone.
-    Keys ending in ``__earliest`` keep the earliest time seen."""
-    await _ensure_lead(session, lead_id)
-    sets: dict[str, Any] = {}
+    Keys ending in ``__earliest`` keep the earliest time seen.
+
+    One upsert, not an insert then an update: it runs for every funnel event."""
+    table = LeadRow.__table__
+    given: dict[str, Any] = {}
+    earliest: set[str] = set()
     for key, value in values.items():
         if value is None:
             continue
-        if key.endswith("__earliest"):
-            name = key.removesuffix("__earliest")
-            sets[name] = _earliest(getattr(LeadRow, name), value)
-        else:
-            sets[key] = value
-    if sets:
-        await session.execute(update(LeadRow).where(LeadRow.lead_id == lead_id).values(**sets))
+        name = key.removesuffix("__earliest")
+        given[name] = value
+        if name != key:
+            earliest.add(name)
+    ins = _insert(session, table).values(lead_id=lead_id, **given)
+    if not given:
+        await session.execute(ins.on_conflict_do_nothing())
+        return
+    sets = {
+        name: _earliest(table.c[name], ins.excluded[name])
+        if name in earliest
+        else ins.excluded[name]
+        for name in given
+    }
+    await session.execute(ins.on_conflict_do_update(index_elements=[table.c.lead_id], set_=sets))
 
 
 async def lead(session: AsyncSession, lead_id: str) -> LeadRow | None:
