@@ -20,6 +20,11 @@ class CustomerAnswer:
     is_customer: bool
     customer: dict[str, Any] | None
 
+    def lead_ids(self) -> list[str]:
+        """A paying customer's earlier leads: routing gives the new one to their owner."""
+        found = (self.customer or {}).get("lead_ids") if self.is_customer else None
+        return [str(i) for i in found] if isinstance(found, list) else []
+
 
 class CustomerDirectory:
     """Client of crm-sync's ``GET /v1/customers/lookup``.

@@ -2,8 +2,10 @@
 
 Each lead must be durable before its 2xx, and a transaction per lead spends most of its time
 on BEGIN, COMMIT and per-statement overhead. While one transaction commits, the next
-submissions queue; they are then written together (one multi-row INSERT per table, one
-COMMIT). Nothing is answered before its transaction committed. If a shared transaction fails
+submissions queue; they are then written together: on SQLite one INSERT per table and one
+COMMIT; on PostgreSQL one statement for every table and the outbox, on a connection the
+group commit keeps (``HeldConnection``): two round trips per batch, the dedup read and the
+write. Nothing is answered before its transaction committed. If a shared transaction fails
 (say one submission hits a unique constraint), each of its submissions is run again alone, so
 one bad submission never fails the others.
 """
@@ -12,8 +14,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from leadpact.clock import Clock
+from leadpact.db import Database
 from leadpact.messaging import UnitOfWork
 
 T = TypeVar("T")
@@ -41,7 +48,7 @@ async def _no_finish(uow: UnitOfWork, scratch: Scratch) -> None:
 class GroupCommit(Generic[T]):
     def __init__(
         self,
-        begin: Callable[[], UnitOfWork],
+        begin: Callable[[], Awaitable[UnitOfWork]],
         prefetch: Prefetch = _nothing,
         finish: Finish = _no_finish,
         max_batch: int = 64,
@@ -75,7 +82,7 @@ class GroupCommit(Generic[T]):
     async def _together(
         self, batch: list[tuple[Work[T], frozenset[str], asyncio.Future[T]]]
     ) -> None:
-        async with self._begin() as uow:
+        async with await self._begin() as uow:
             scratch = await self._prefetch(uow, set().union(*(keys for _, keys, _ in batch)))
             results = [await work(uow, scratch) for work, _, _ in batch]
             await self._finish(uow, scratch)
@@ -86,7 +93,7 @@ class GroupCommit(Generic[T]):
 
     async def _alone(self, work: Work[T], keys: frozenset[str], future: asyncio.Future[T]) -> None:
         try:
-            async with self._begin() as uow:
+            async with await self._begin() as uow:
                 scratch = await self._prefetch(uow, set(keys))
                 result = await work(uow, scratch)
                 await self._finish(uow, scratch)
@@ -97,3 +104,62 @@ class GroupCommit(Generic[T]):
             return
         if not future.done():
             future.set_result(result)
+
+
+class HeldConnection:
+    """The one connection the group commit writes through, kept between its transactions
+    (PostgreSQL).
+
+    The group commit runs one transaction at a time, so it needs one connection; taking it
+    from the pool for every transaction costs a round trip each time (the pool pings a
+    connection before lending it). Kept instead, and dropped after any failure, so the
+    next transaction starts on a fresh connection from the pool (pinged then). It is in
+    autocommit mode: a transaction's reads run alone and its writes are one statement, so
+    only work whose writes are made that way may use it."""
+
+    def __init__(self, db: Database, clock: Clock, source: str, on_commit: Callable[[], None]):
+        self._db = db
+        self._clock = clock
+        self._source = source
+        self._on_commit = on_commit
+        self._connection: AsyncConnection | None = None
+
+    async def begin(self) -> UnitOfWork:
+        if self._connection is None or self._connection.closed:
+            connection = await self._db.engine.connect()
+            # Autocommit: no BEGIN/COMMIT round trips; what a transaction writes goes in
+            # one statement (``store.insert_together``), atomic on its own.
+            self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        return HeldUnitOfWork(self, self._connection)
+
+    async def drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.close()
+            except Exception:  # noqa: BLE001 - a broken connection may fail to close
+                await connection.invalidate()
+
+    async def close(self) -> None:
+        await self.drop()
+
+
+class HeldUnitOfWork(UnitOfWork):
+    """A unit of work on the held connection (its session joins that connection)."""
+
+    def __init__(self, held: HeldConnection, connection: AsyncConnection) -> None:
+        super().__init__(held._db, held._clock, held._source, on_commit=held._on_commit)
+        self.session = AsyncSession(bind=connection, expire_on_commit=False)
+        self._held = held
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        finally:
+            if exc_type is not None:
+                await self._held.drop()

@@ -28,6 +28,7 @@ class Runtime:
         """Nothing to open: the HTTP clients connect lazily."""
 
     async def stop(self) -> None:
+        await self.reception.close()
         await self.customers.close()
         await self.graph.close()
 

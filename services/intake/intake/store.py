@@ -3,6 +3,7 @@ keys; and the queries on them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,10 +19,13 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.schema import Table
 
 from intake.domain.erasure import (
     ERASED_BODY,
@@ -127,6 +131,60 @@ class ApiKey(Base):
     scopes: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+async def insert_together(
+    session: AsyncSession, rows: Mapping[Table, Sequence[Mapping[str, Any]]]
+) -> None:
+    """Insert rows into several tables with one PostgreSQL statement: one round trip, and
+    atomic by itself (data-modifying CTEs, each inserting ``unnest`` of one array per
+    column). Values go through each column type's own bind processing, as a Core INSERT
+    would; the statement text depends only on the tables and columns, never on how many
+    rows, so it stays prepared."""
+    assert session.bind is not None
+    dialect = session.bind.dialect
+    present = [(table, table_rows) for table, table_rows in rows.items() if table_rows]
+    if not present:
+        return
+    shape = tuple((table, tuple(table_rows[0])) for table, table_rows in present)
+    if shape not in _STATEMENTS:
+        _STATEMENTS[shape] = text(_insert_together_sql(shape, dialect))
+    params: dict[str, list[Any]] = {}
+    for t, (table, table_rows) in enumerate(present):
+        for c, name in enumerate(table_rows[0]):
+            process = _bind_processor(table.c[name].type, dialect)
+            values = [row[name] for row in table_rows]
+            params[f"t{t}c{c}"] = [process(v) for v in values] if process else values
+    await session.execute(_STATEMENTS[shape], params)
+
+
+Shape = tuple[tuple[Table, tuple[str, ...]], ...]
+_STATEMENTS: dict[Shape, Any] = {}
+
+
+def _insert_together_sql(shape: Shape, dialect: Dialect) -> str:
+    quote = dialect.identifier_preparer.quote
+    parts: list[str] = []
+    for t, (table, names) in enumerate(shape):
+        arrays = ", ".join(
+            f"CAST(:t{t}c{c} AS {table.c[name].type.compile(dialect)}[])"
+            for c, name in enumerate(names)
+        )
+        columns = ", ".join(quote(name) for name in names)
+        parts.append(
+            f"t{t} AS (INSERT INTO {quote(table.name)} ({columns}) SELECT * FROM unnest({arrays}))"
+        )
+    return f"WITH {', '.join(parts)} SELECT 1"
+
+
+def _bind_processor(column_type: Any, dialect: Dialect) -> Any:
+    cache = _PROCESSORS.setdefault(dialect, {})
+    if column_type not in cache:
+        cache[column_type] = column_type.bind_processor(dialect)
+    return cache[column_type]
+
+
+_PROCESSORS: dict[Dialect, dict[Any, Any]] = {}
 
 
 async def get_lead(session: AsyncSession, lead_id: str) -> LeadRow | None:

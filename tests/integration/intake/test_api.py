@@ -98,6 +98,24 @@ async def test_idempotency_key_returns_the_stored_answer(intake_factory: IntakeF
     assert other.status_code == 422 and "Idempotency-Key" in other.text
 
 
+@pytest.mark.parametrize("name", ["Idempotency-Key", "X-API-Key"])
+async def test_an_overlong_header_is_422_naming_it(
+    intake_factory: IntakeFactory, name: str
+) -> None:
+    """The route reads its headers itself; they keep the limit and the error shape of
+    FastAPI's header validation, as its OpenAPI document says."""
+    system = await intake_factory()
+    answer = await system["intake"].post("/v1/leads", json=LEAD, headers={name: "k" * 201})
+    assert answer.status_code == 422
+    [problem] = answer.json()["detail"]
+    assert problem["loc"] == ["header", name.lower()]
+    assert problem["type"] == "string_too_long" and "200 characters" in problem["msg"]
+    fine = await system["intake"].post(
+        "/v1/leads", json=LEAD, headers={"Idempotency-Key": "k" * 200}
+    )
+    assert fine.status_code == 202
+
+
 async def test_size_and_content_type_are_checked(intake_factory: IntakeFactory) -> None:
     system = await intake_factory(max_body_bytes=2048)
     big = {**LEAD, "notes": "x" * 4096}

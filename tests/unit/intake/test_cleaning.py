@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from intake.domain.cleaning import (
     clean_country,
@@ -64,3 +69,41 @@ def test_utm_parameters_come_from_the_landing_url() -> None:
     url = "https://acme.example/demo?utm_source=google&utm_medium=cpc&utm_campaign=q4&x=1&utm_term="
     assert utm_from_url(url) == {"utm_source": "google", "utm_medium": "cpc", "utm_campaign": "q4"}
     assert utm_from_url("https://acme.example/") == {}
+
+
+ATEXT = string.ascii_letters + string.digits + "_!#$%&'*+-/=?^`{|}~"
+HOSTNAME = string.ascii_letters + string.digits + "-."
+TRICKY = ["", ".", "..", "-", "a-", "-a", "ab--cd", "xn--bcher-kva", "test", "local", "1", "2x"]
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    local=st.text(ATEXT + ".", min_size=0, max_size=70),
+    labels=st.lists(
+        st.one_of(st.text(HOSTNAME, min_size=0, max_size=70), st.sampled_from(TRICKY)),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_plain_addresses_are_judged_exactly_as_email_validator_does(
+    local: str, labels: list[str]
+) -> None:
+    """The per-domain shortcut must never accept, refuse or normalise differently."""
+    address = f"{local}@{'.'.join(labels)}"
+    try:
+        expected: str | None = validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError:
+        expected = None
+    try:
+        got: str | None = clean_email(address)
+    except ValueError:
+        got = None
+    assert got == (expected.lower() if expected is not None else None)
+
+
+def test_email_shortcut_covers_long_addresses_and_foreign_domains() -> None:
+    too_long = "a" * 250 + "@acme.example"
+    with pytest.raises(ValueError, match="too long"):
+        clean_email(too_long)
+    assert clean_email("Ana@Bücher.Example") == "ana@bücher.example"
+    assert clean_email("ana@xn--bcher-kva.example") == "ana@bücher.example"

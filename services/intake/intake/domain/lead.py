@@ -124,24 +124,27 @@ def lead_created(
     created_at: datetime,
     *,
     existing_customer: bool | None = None,
+    customer_lead_ids: list[str] | None = None,
     raw_ref: str | None = None,
 ) -> LeadCreated:
     """The ``lead.created`` event of a clean lead: UTM from the landing URL fill the source
     where the form did not, consent gets its time, unknown fields go to attributes."""
     utm = utm_from_url(lead.landing_url) if lead.landing_url else {}
     attributes = {**lead.unknown_fields(), **lead.attributes}
-    for key in UTM_KEYS:
-        if key in utm and key not in LeadSource.model_fields:
-            attributes.setdefault(key, utm[key])
+    source = lead.source
+    if utm:  # most leads carry none: no copy of the source then (this runs per lead)
+        for key in UTM_KEYS:
+            if key in utm and key not in LeadSource.model_fields:
+                attributes.setdefault(key, utm[key])
+        source = source.model_copy(
+            update={
+                key: utm[key]
+                for key in LeadSource.model_fields
+                if key in utm and getattr(source, key) is None
+            }
+        )
     if lead.landing_url:
         attributes.setdefault("landing_url", lead.landing_url)
-    source = lead.source.model_copy(
-        update={
-            key: utm[key]
-            for key in LeadSource.model_fields
-            if key in utm and getattr(lead.source, key) is None
-        }
-    )
     return LeadCreated(
         lead_id=lead_id,
         email=lead.email,
@@ -157,6 +160,7 @@ def lead_created(
         consent=_consent(lead.consent, created_at),
         attributes=attributes,
         existing_customer=existing_customer,
+        customer_lead_ids=customer_lead_ids or [],
         raw_ref=raw_ref,
         created_at=created_at,
     )
