@@ -6,8 +6,7 @@ PostgreSQL database and from the topics (as an auditor consumer group), not from
 - every due breach was emitted exactly once (one event id per lead and clause).
 
 The checks are per service (``CHECKS``), so a service joins them by adding its function;
-``SERVICES`` lists the ones the fault tests start (feedback joins when it is ready: add
-"feedback" there and a check below).
+``SERVICES`` lists the ones the fault tests start (all five).
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from tests.e2e.journeys import qualifying_lead
 from tests.fixtures.distributed import DistributedSystem
 from tests.fixtures.waiting import eventually
 
-SERVICES = ("intake", "scoring", "sla-monitor", "crm-sync")  # + "feedback" when it lands
+SERVICES = ("intake", "scoring", "sla-monitor", "crm-sync", "feedback")
 
 
 def make_bus(bus_url: str) -> EventBus:
@@ -167,6 +166,25 @@ async def _crm(conn: asyncpg.Connection, ids: list[str], leads: list[dict[str, A
     return problems
 
 
+async def _feedback(conn: asyncpg.Connection, ids: list[str], _: list[dict[str, Any]]) -> Problems:
+    """feedback folds each lead's events into one ``fb_leads`` row: it must hold the lead's
+    creation (``lead.created``) and its MQL time (``lead.scored``, every test lead is an
+    MQL), and the creation must be one attribution touchpoint, not one per delivery."""
+    leads = await conn.fetch(
+        "SELECT lead_id, count(*) FROM fb_leads WHERE lead_id = ANY($1)"
+        " AND created_at IS NOT NULL AND mql_at IS NOT NULL GROUP BY 1",
+        ids,
+    )
+    touches = await conn.fetch(
+        "SELECT lead_id, count(*) FROM fb_touchpoints"
+        " WHERE kind = 'lead.created' AND lead_id = ANY($1) GROUP BY 1",
+        ids,
+    )
+    return _per_lead(leads, ids, "feedback lead (created and MQL)") + _per_lead(
+        touches, ids, "feedback creation touchpoint"
+    )
+
+
 async def _crm_api(client: httpx.AsyncClient, leads: list[dict[str, Any]]) -> Problems:
     """crm-sync finds each person by email, with exactly their one lead."""
     problems = []
@@ -183,6 +201,7 @@ CHECKS: dict[str, Check] = {
     "scoring": _scoring,
     "sla-monitor": _sla,
     "crm-sync": _crm,
+    "feedback": _feedback,
 }
 
 

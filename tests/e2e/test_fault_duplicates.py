@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from leadpact.bus import Message
 from tests.e2e.faults import (
     SERVICES,
     Auditor,
@@ -27,6 +28,15 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow, pytest.
 CONTRACT = Path(__file__).parents[1] / "fixtures" / "contracts" / "seconds.yaml"
 # Who consumes what, among the services the fault tests start.
 CONSUMERS = {"lead.created": ["scoring", "crm-sync"], "lead.scored": ["sla-monitor"]}
+
+
+def lead_of(msg: Message) -> str | None:
+    """The lead an event on the topic is about (None for what is not an event of ours)."""
+    try:
+        data = json.loads(msg.value).get("data")
+    except ValueError:
+        return None
+    return data.get("lead_id") if isinstance(data, dict) else None
 
 
 async def test_events_delivered_twice_have_their_effect_once(
@@ -60,7 +70,13 @@ async def test_events_delivered_twice_have_their_effect_once(
             return done + dead, dead
 
         before = {(t, s): await handled(t, s) for t, s in consumers}
-        originals = {t: list(auditor.raw[t]) for t in topics}
+        # Only this test's leads: the auditor reads the session broker's topics from the
+        # start, earlier tests' events included. Republishing those made this test's
+        # sla-monitor (a fresh database) arm and breach earlier tests' leads a second time,
+        # under new event ids — the cross-test double ``sla.breached`` (notes/issue-9.md).
+        ours = set(ids)
+        originals = {t: [m for m in auditor.raw[t] if lead_of(m) in ours] for t in topics}
+        assert all(len(originals[t]) >= len(leads) for t in topics)
         for _ in range(2):
             for topic, messages in originals.items():
                 for msg in messages:

@@ -108,7 +108,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         summary="A lead's funnel facts and the attempts still owed",
         responses={404: {"description": "feedback has seen no event of this lead"}},
     )
-    async def lead_funnel(lead_id: str = Path(max_length=64)) -> LeadFunnel:
+    async def lead_funnel(lead_id: str = Path(max_length=64, pattern=r"^[^\x00]*$")) -> LeadFunnel:
         async with ctx.uow() as uow:
             row = await store.lead(uow.session, lead_id)
             ledger = await store.attempts_of(uow.session, lead_id)

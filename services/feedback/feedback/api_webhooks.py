@@ -10,10 +10,18 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from feedback import recording, store
-from feedback.domain.activities import Activity, Problem
+from feedback.domain.activities import Activity, Problem, refuse_nul
 from feedback.domain.webhooks import (
     GENERIC_SIGNATURE,
     GENERIC_TIMESTAMP,
@@ -42,6 +50,8 @@ class LinkIn(BaseModel):
     object_id: str = Field(min_length=1, max_length=100)
     lead_id: str = Field(min_length=1, max_length=64)
 
+    _no_nul = field_validator("*")(refuse_nul)
+
 
 class GenericEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -56,6 +66,8 @@ class GenericEvent(BaseModel):
     note: str | None = Field(None, max_length=2000)
     amount: Decimal | None = None
     currency: str | None = None
+
+    _no_nul = field_validator("*")(refuse_nul)
 
 
 class GenericBatch(BaseModel):

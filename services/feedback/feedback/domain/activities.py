@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from leadpact.contract import Attempts, Contract
 from leadpact.events import (
@@ -32,11 +32,21 @@ At = Annotated[
 ]
 
 
+def refuse_nul(value: Any) -> Any:
+    """PostgreSQL text cannot hold NUL: refuse it at the door with the field named (422),
+    not later as a database error (500)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("NUL character not allowed")
+    return value
+
+
 class _Activity(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     lead_id: LeadId
     owner: Owner = None
     at: At = None
+
+    _no_nul = field_validator("*")(refuse_nul)
 
 
 class Contacted(_Activity):

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from feedback.domain.activities import refuse_nul
 
 CSV_COLUMNS = ("day", "source", "campaign", "amount", "currency")
 MAX_ROWS = 100_000
@@ -21,6 +23,8 @@ class SpendItem(BaseModel):
     campaign: str = Field("", max_length=200)
     amount: Decimal = Field(ge=0, max_digits=14, decimal_places=2)
     currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+
+    _no_nul = field_validator("*")(refuse_nul)
 
 
 class SpendBatch(BaseModel):
@@ -39,6 +43,13 @@ def parse_csv(text: str) -> tuple[list[SpendItem], list[CsvError]]:
     """Rows of a CSV with the header ``day,source,campaign,amount[,currency]``; every bad
     cell is reported with its line and column."""
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _parse(reader)
+    except csv.Error as exc:  # not CSV at all: a stray carriage return, a huge field
+        return [], [CsvError(max(reader.line_num, 1), "file", str(exc))]
+
+
+def _parse(reader: csv.DictReader[str]) -> tuple[list[SpendItem], list[CsvError]]:
     header = [h.strip() for h in reader.fieldnames or []]
     missing = [c for c in ("day", "amount") if c not in header]
     unknown = [c for c in header if c not in CSV_COLUMNS]
