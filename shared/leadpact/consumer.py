@@ -63,12 +63,16 @@ class EventDispatcher:
             raise DeadLetter(f"type: {event.type} does not belong on topic {msg.topic}")
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(event_id=event.id, lead_id=event.subject):
-            await self._handle_with_retries(msg.topic, event, handler)
+            await self._handle_with_retries(msg.topic, event, handler, msg.partition)
         self._metrics.events_consumed.labels(msg.topic).inc()
         self._metrics.event_handling.labels(msg.topic).observe(time.perf_counter() - started)
 
     async def _handle_with_retries(
-        self, topic: str, event: CloudEvent[Any], handler: EventHandler
+        self,
+        topic: str,
+        event: CloudEvent[Any],
+        handler: EventHandler,
+        partition: int | None = None,
     ) -> None:
         """Retry a failing handler; a storage outage is waited out (the partition pauses,
         nothing is dead-lettered for it), any other error is dead-lettered after retries."""
@@ -76,7 +80,7 @@ class EventDispatcher:
         while True:
             attempt += 1
             try:
-                await self._handle_once(topic, event, handler)
+                await self._handle_once(topic, event, handler, partition)
                 return
             except DeadLetter:
                 self._metrics.events_dead_lettered.labels(topic).inc()
@@ -95,8 +99,15 @@ class EventDispatcher:
                     raise DeadLetter(f"{type(exc).__name__}: {exc}") from exc
                 await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
 
-    async def _handle_once(self, topic: str, event: CloudEvent[Any], handler: EventHandler) -> None:
+    async def _handle_once(
+        self,
+        topic: str,
+        event: CloudEvent[Any],
+        handler: EventHandler,
+        partition: int | None = None,
+    ) -> None:
         async with self._uow() as uow:
+            uow.partition = partition
             if not await uow.claim(self.consumer, event.id):
                 self._metrics.events_duplicate.labels(topic).inc()
                 return

@@ -259,6 +259,13 @@ class Escalation(_Strict):
         description="at a first-contact breach, hand the lead to the next available "
         "member of the team with a fresh deadline",
     )
+    max_reassignments: int = Field(
+        2,
+        ge=0,
+        le=20,
+        description="reassignments by escalation per lead; after the last one the lead "
+        "stays with its owner and the team manager is told",
+    )
 
 
 class Routing(_Strict):

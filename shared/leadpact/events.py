@@ -165,6 +165,7 @@ class SlaBreached(EventData):
     deadline: datetime
     late_seconds: float
     detected_at: datetime
+    team: str | None = Field(default=None, description="the owner's team, where routing knows it")
 
 
 class LeadAssigned(EventData):

@@ -88,6 +88,9 @@ class UnitOfWork:
         self.session: AsyncSession = db.session()
         self.emitted: list[CloudEvent[Any]] = []
         self._after_commit: list[Callable[[], None]] = []
+        # The bus partition of the message being handled (set by the dispatcher; None
+        # outside a delivery): the sla-monitor ties a lead's deadlines to it.
+        self.partition: int | None = None
 
     async def __aenter__(self) -> UnitOfWork:
         return self

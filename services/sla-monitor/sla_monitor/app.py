@@ -68,7 +68,12 @@ def _watch(ctx: ServiceContext) -> DeadlineWatch:
             horizon=timedelta(seconds=tuning.horizon_seconds),
             batch=tuning.batch,
             escalator=escalator,
+            # Nothing owned until the consumer group assigns lead.scored partitions
+            # (embedded: the single member gets them all at subscription).
+            partitions=set(),
         )
+        ctx.extras["on_assigned"] = ctx.extras["deadline_watch"].partitions_assigned
+        ctx.extras["on_revoked"] = ctx.extras["deadline_watch"].partitions_revoked
     watch: DeadlineWatch = ctx.extras["deadline_watch"]
     return watch
 

@@ -29,6 +29,12 @@ CLAUSE_TEAM = {"first_contact": "sales", "attempts": "sales", "outcome": "sales"
 """The team answerable for each clause: every deadline here is a promise sales made."""
 
 
+def answerable_team(clause: str, owning_team: str | None) -> str:
+    """The team a breach is held against: the team of the lead's owner where routing gave
+    the lead one, else the team that answers for the clause."""
+    return owning_team or CLAUSE_TEAM.get(clause, "sales")
+
+
 @dataclass(frozen=True)
 class Deadline:
     """A clause armed for a lead: due at ``due_at``, warned about at ``at_risk_at``."""

@@ -9,8 +9,14 @@ from leadpact.contract import ContractBook
 from leadpact.events import CloudEvent, LeadAccepted, LeadContacted, LeadRejected, LeadScored
 from leadpact.messaging import UnitOfWork
 from sla_monitor import store
-from sla_monitor.breach import breach_event, count_breach
-from sla_monitor.domain import NO_RESPONSE, TIMED_CLAUSES, attempts_satisfied, deadlines
+from sla_monitor.breach import breach_event, count_breach, owning_teams
+from sla_monitor.domain import (
+    NO_RESPONSE,
+    TIMED_CLAUSES,
+    answerable_team,
+    attempts_satisfied,
+    deadlines,
+)
 from sla_monitor.metrics import SlaMetrics
 from sla_monitor.notify.queue import Notifier
 from sla_monitor.routing import assign
@@ -61,6 +67,9 @@ async def on_lead_scored(
                 "owner": owner,
                 "source": scored.source,
                 "contract_version": contract.version,
+                # The broker's partition of the lead's key: the instance that owns it
+                # in the consumer group watches this deadline.
+                "partition": uow.partition,
             },
         )
         if fresh:
@@ -152,7 +161,10 @@ async def on_lead_rejected(
         return
     detected = clock.now()
     if await store.mark_breached(uow.session, row.id, detected):
-        uow.emit(breach_event(row, detected), row.contract_version)
+        team = answerable_team(
+            row.clause, (await owning_teams(uow.session, [lead_id])).get(lead_id)
+        )
+        uow.emit(breach_event(row, detected, team), row.contract_version)
         await escalator.breached(uow, row, detected)  # tells owner and manager
         clause, source, due_at = row.clause, row.source, row.due_at
-        uow.after_commit(lambda: count_breach(sla_metrics, clause, source, due_at, detected))
+        uow.after_commit(lambda: count_breach(sla_metrics, clause, source, team, due_at, detected))

@@ -55,6 +55,13 @@ class SlaMetrics:
             "Deadlines armed and not yet met or breached (as of the watch's last reload).",
             registry=registry,
         )
+        self.deadline_partitions = Gauge(
+            "leadpact_sla_deadline_partitions",
+            "Partitions of lead.scored whose deadlines this instance watches (1 each): "
+            "deadline ownership follows the consumer group's assignment.",
+            ["partition"],
+            registry=registry,
+        )
         self.detection_lag = Histogram(
             "leadpact_sla_detection_lag_seconds",
             "Time from a deadline falling due to its breach being emitted.",

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, Integer, String, UniqueConstraint, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -29,8 +40,11 @@ class DeadlineRow(Base):
     # the next owner after an escalation; round 0 stays the lead's record.
     __table_args__ = (
         UniqueConstraint("lead_id", "clause", "round", name="uq_sla_deadlines_lead_clause_round"),
-        Index("ix_sla_deadlines_status_due", "status", "due_at"),
-        Index("ix_sla_deadlines_status_risk", "status", "at_risk_at"),
+        # The watch asks for the open deadlines of the partitions it owns (plus the
+        # unpartitioned ones) due or at risk by a time: status and partition are equality
+        # (or IS NULL) conditions, the time a range, in that order.
+        Index("ix_sla_deadlines_status_partition_due", "status", "partition", "due_at"),
+        Index("ix_sla_deadlines_status_partition_risk", "status", "partition", "at_risk_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -48,6 +62,12 @@ class DeadlineRow(Base):
     contacted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     warned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     round: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    partition: Mapped[int | None] = mapped_column(
+        Integer,
+        doc="partition of lead.scored the lead's key lives on: the sla-monitor instance "
+        "owning it watches this deadline; NULL (armed before partitions were recorded) is "
+        "watched by every instance",
+    )
 
 
 class AttemptRow(Base):
@@ -70,8 +90,19 @@ def insert_for(session: AsyncSession) -> Any:
 
 
 async def arm(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Insert the deadline unless this (lead, clause) has one; True when inserted."""
+    """Insert the deadline unless this (lead, clause) has one; True when inserted.
+
+    Without a ``partition`` (a deadline armed outside a ``lead.scored`` delivery, such as
+    an escalation's next round) it takes the partition of the lead's existing deadlines,
+    so every deadline of a lead is watched by the same instance."""
     values = {"round": 0, **values, "status": OPEN}
+    if values.get("partition") is None:
+        values["partition"] = (
+            select(DeadlineRow.partition)
+            .where(DeadlineRow.lead_id == values["lead_id"], DeadlineRow.partition.is_not(None))
+            .limit(1)
+            .scalar_subquery()
+        )
     stmt = insert_for(session)(DeadlineRow).values(**values)
     result = await session.execute(
         stmt.on_conflict_do_nothing(index_elements=["lead_id", "clause", "round"])
@@ -152,14 +183,28 @@ async def mark_warned(session: AsyncSession, row_id: int, at: datetime) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def watched(partitions: Collection[int] | None) -> ColumnElement[bool]:
+    """The deadlines a watch owning ``partitions`` looks after: those of its partitions and
+    those armed before partitions were recorded (NULL). ``None``: every deadline (a watch
+    that follows no consumer group, e.g. tools and tests)."""
+    if partitions is None:
+        return true()
+    return or_(DeadlineRow.partition.in_(sorted(partitions)), DeadlineRow.partition.is_(None))
+
+
 async def at_risk(
-    session: AsyncSession, now: datetime, clauses: Sequence[str], limit: int
+    session: AsyncSession,
+    now: datetime,
+    clauses: Sequence[str],
+    limit: int,
+    partitions: Collection[int] | None = None,
 ) -> Sequence[DeadlineRow]:
-    """Open, unwarned deadlines whose at-risk time has come."""
+    """Open, unwarned deadlines of ``partitions`` whose at-risk time has come."""
     rows = await session.scalars(
         select(DeadlineRow)
         .where(
             DeadlineRow.status == OPEN,
+            watched(partitions),
             DeadlineRow.clause.in_(clauses),
             DeadlineRow.warned_at.is_(None),
             DeadlineRow.at_risk_at <= now,
@@ -170,9 +215,11 @@ async def at_risk(
     return rows.all()
 
 
-async def open_count(session: AsyncSession) -> int:
+async def open_count(session: AsyncSession, partitions: Collection[int] | None = None) -> int:
     count = await session.scalar(
-        select(func.count()).select_from(DeadlineRow).where(DeadlineRow.status == OPEN)
+        select(func.count())
+        .select_from(DeadlineRow)
+        .where(DeadlineRow.status == OPEN, watched(partitions))
     )
     return int(count or 0)
 
@@ -220,13 +267,19 @@ async def mark_breached(session: AsyncSession, row_id: int, detected_at: datetim
 
 
 async def overdue(
-    session: AsyncSession, now: datetime, clauses: Sequence[str], limit: int
+    session: AsyncSession,
+    now: datetime,
+    clauses: Sequence[str],
+    limit: int,
+    partitions: Collection[int] | None = None,
 ) -> Sequence[DeadlineRow]:
-    """Open deadlines of the timed ``clauses`` due at or before ``now``, oldest first."""
+    """Open deadlines of ``partitions`` and the timed ``clauses`` due at or before ``now``,
+    oldest first."""
     rows = await session.scalars(
         select(DeadlineRow)
         .where(
             DeadlineRow.status == OPEN,
+            watched(partitions),
             DeadlineRow.clause.in_(clauses),
             DeadlineRow.due_at <= now,
         )
@@ -238,10 +291,19 @@ async def overdue(
 
 
 async def open_wake_times(
-    session: AsyncSession, until: datetime, clauses: Sequence[str], limit: int
+    session: AsyncSession,
+    until: datetime,
+    clauses: Sequence[str],
+    limit: int,
+    partitions: Collection[int] | None = None,
 ) -> list[datetime]:
-    """Due and at-risk times of open deadlines up to ``until`` (the watch's horizon)."""
-    open_timed = (DeadlineRow.status == OPEN, DeadlineRow.clause.in_(clauses))
+    """Due and at-risk times of the open deadlines of ``partitions`` up to ``until`` (the
+    watch's horizon)."""
+    open_timed = (
+        DeadlineRow.status == OPEN,
+        watched(partitions),
+        DeadlineRow.clause.in_(clauses),
+    )
     dues = await session.scalars(
         select(DeadlineRow.due_at)
         .where(*open_timed, DeadlineRow.due_at <= until)

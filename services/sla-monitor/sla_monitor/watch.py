@@ -5,11 +5,20 @@ so a deadline armed by another process, or one whose wake-up was missed, is stil
 at the next wake. Each breach is a conditional ``UPDATE ... WHERE status = 'open'`` in the
 same transaction as the ``sla.breached`` outbox row, so two watches racing on the same
 deadline (two replicas, a restart) emit it once.
+
+Ownership: a deadline records the partition of the ``lead.scored`` message that armed it,
+and a watch wired to the consumer group (:meth:`partitions_assigned`,
+:meth:`partitions_revoked`) only loads and scans the deadlines of the partitions its
+instance owns, plus the unpartitioned ones (armed before partitions were recorded). Two
+replicas thus split the work as they split the events; on a rebalance the new owner
+reloads at once and breaches what is already due. The conditional update stays the
+safety net for the moment both think they own a partition.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -18,12 +27,12 @@ from typing import TYPE_CHECKING
 import structlog
 
 from leadpact.clock import Clock
-from leadpact.events import SlaAtRisk
+from leadpact.events import LeadScored, SlaAtRisk
 from leadpact.messaging import UnitOfWork
 from leadpact.tasks import cancel_and_wait
 from sla_monitor import store
-from sla_monitor.breach import breach_event, count_breach
-from sla_monitor.domain import TIMED_CLAUSES
+from sla_monitor.breach import breach_event, count_breach, owning_teams
+from sla_monitor.domain import TIMED_CLAUSES, answerable_team
 from sla_monitor.metrics import SlaMetrics
 
 if TYPE_CHECKING:
@@ -32,6 +41,10 @@ if TYPE_CHECKING:
 log = structlog.get_logger("sla_monitor.watch")
 
 ARM_GRACE = timedelta(seconds=1)
+
+OWNING_TOPIC = LeadScored.topic
+"""The topic whose partitions own deadlines: a deadline is armed by a ``lead.scored``
+delivery and records its partition."""
 
 
 class DeadlineWatch:
@@ -46,7 +59,11 @@ class DeadlineWatch:
         horizon: timedelta = timedelta(minutes=1),
         batch: int = 500,
         escalator: Escalator | None = None,
+        partitions: set[int] | None = None,
     ) -> None:
+        """``partitions``: the ``lead.scored`` partitions owned at first; ``None`` watches
+        every deadline (a watch outside a consumer group), an empty set only the
+        unpartitioned ones until the group assigns some."""
         self._uow = uow
         self._clock = clock
         self._metrics = metrics
@@ -57,6 +74,50 @@ class DeadlineWatch:
         self._loaded_until: datetime | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._partitions = None if partitions is None else set(partitions)
+        self._replan = False  # ownership changed: reload before sleeping again
+        for part in self._partitions or ():
+            self._metrics.deadline_partitions.labels(str(part)).set(1)
+
+    @property
+    def partitions(self) -> frozenset[int] | None:
+        """The ``lead.scored`` partitions whose deadlines this watch looks after (None:
+        all)."""
+        return None if self._partitions is None else frozenset(self._partitions)
+
+    async def partitions_assigned(self, assigned: set[tuple[str, int]]) -> None:
+        """The consumer group gave this instance partitions: watch their deadlines from
+        now on. Only records and wakes (the bus waits for this listener during a
+        rebalance); the watch loads them and breaches what is already due on its next
+        cycle."""
+        gained = {part for topic, part in assigned if topic == OWNING_TOPIC}
+        if not gained:
+            return
+        self._partitions = (self._partitions or set()) | gained
+        for part in gained:
+            self._metrics.deadline_partitions.labels(str(part)).set(1)
+        log.info("deadline partitions assigned", gained=sorted(gained), owned=self._owned())
+        self._replan_now()
+
+    async def partitions_revoked(self, revoked: set[tuple[str, int]]) -> None:
+        """Partitions left this instance: forget their deadlines (their new owner takes
+        them from the store)."""
+        lost = {part for topic, part in revoked if topic == OWNING_TOPIC}
+        if not lost:
+            return
+        self._partitions = (self._partitions or set()) - lost
+        for part in lost:
+            with contextlib.suppress(KeyError):  # never counted as owned
+                self._metrics.deadline_partitions.remove(str(part))
+        log.info("deadline partitions revoked", lost=sorted(lost), owned=self._owned())
+        self._replan_now()
+
+    def _owned(self) -> list[int] | str:
+        return "all" if self._partitions is None else sorted(self._partitions)
+
+    def _replan_now(self) -> None:
+        self._replan = True
+        self._wake.set()
 
     def armed(self, due_at: datetime) -> None:
         """A deadline (or its at-risk time) was armed: remember it when near, re-plan.
@@ -88,7 +149,8 @@ class DeadlineWatch:
 
     async def _cycle(self) -> None:
         now = self._clock.now()
-        if self._loaded_until is None or now >= self._loaded_until:
+        if self._replan or self._loaded_until is None or now >= self._loaded_until:
+            self._replan = False  # cleared first: a change during the reload replans again
             await self._reload(now)
         while self._heap and self._heap[0] <= now:
             heapq.heappop(self._heap)
@@ -98,14 +160,20 @@ class DeadlineWatch:
             return  # more are due: go round again without sleeping
         wake_at = min(self._heap[0], self._loaded_until) if self._heap else self._loaded_until
         self._wake.clear()
+        if self._replan:
+            return  # ownership changed while this cycle ran: reload first
         await self._clock.sleep_until(wake_at, self._wake)
 
     async def _reload(self, now: datetime) -> None:
-        """Rebuild the heap from the store: the open deadlines within the horizon."""
+        """Rebuild the heap from the store: the open deadlines of the owned partitions
+        within the horizon."""
         until = now + self._horizon
+        owned = self.partitions
         async with self._uow() as uow:
-            times = await store.open_wake_times(uow.session, until, TIMED_CLAUSES, self._batch)
-            self._metrics.open_deadlines.set(await store.open_count(uow.session))
+            times = await store.open_wake_times(
+                uow.session, until, TIMED_CLAUSES, self._batch, owned
+            )
+            self._metrics.open_deadlines.set(await store.open_count(uow.session, owned))
         if len(times) >= self._batch:
             until = times[-1]  # too many near: watch the nearest ones, reload after them
         self._heap = times
@@ -114,33 +182,51 @@ class DeadlineWatch:
 
     async def breach_due(self, now: datetime) -> int:
         """Breach every open deadline due by ``now``; returns how many were looked at."""
-        changed: list[store.DeadlineRow] = []
+        changed: list[tuple[store.DeadlineRow, str]] = []
         fresh: list[datetime] = []
         async with self._uow() as uow:
-            rows = await store.overdue(uow.session, now, TIMED_CLAUSES, self._batch)
+            rows = await store.overdue(
+                uow.session, now, TIMED_CLAUSES, self._batch, self.partitions
+            )
+            # Read before the escalator may hand a lead to another team in this commit.
+            teams = await owning_teams(uow.session, (row.lead_id for row in rows))
             for row in rows:
                 if await store.mark_breached(uow.session, row.id, now):
-                    changed.append(row)
-                    uow.emit(breach_event(row, now), row.contract_version)
+                    team = answerable_team(row.clause, teams.get(row.lead_id))
+                    changed.append((row, team))
+                    uow.emit(breach_event(row, now, team), row.contract_version)
                     if self._escalator is not None:  # notify, maybe reassign: same commit
                         fresh += await self._escalator.breached(uow, row, now)
             looked_at = len(rows)
-            counted = [(row.clause, row.source, row.due_at) for row in changed]
+            counted = [
+                (row.lead_id, row.clause, row.round, row.partition, row.source, team, row.due_at)
+                for row, team in changed
+            ]
             await uow.commit()
         for wake_at in fresh:  # a fresh deadline after a reassignment
             self.armed(wake_at)
         # Counted after the commit, and only for rows this watch changed: never twice.
-        for clause, source, due_at in counted:
-            count_breach(self._metrics, clause, source, due_at, now)
-        if counted:
-            log.info("sla breached", count=len(counted))
+        for lead_id, clause, round_, partition, source, team, due_at in counted:
+            count_breach(self._metrics, clause, source, team, due_at, now)
+            # One line per breach: which instance (the process) breached which lead of
+            # which partition is what an operator asks after a rebalance.
+            log.info(
+                "sla breached",
+                lead_id=lead_id,
+                clause=clause,
+                round=round_,
+                partition=partition,
+                team=team,
+            )
         return looked_at
 
     async def warn_due(self, now: datetime) -> int:
         """Send ``sla.at_risk`` once for every open deadline past its at-risk time."""
         warned: list[str] = []
         async with self._uow() as uow:
-            rows = await store.at_risk(uow.session, now, TIMED_CLAUSES, self._batch)
+            rows = await store.at_risk(
+                uow.session, now, TIMED_CLAUSES, self._batch, self.partitions
+            )
             for row in rows:
                 if await store.mark_warned(uow.session, row.id, now):
                     warned.append(row.clause)

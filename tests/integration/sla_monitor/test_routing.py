@@ -336,3 +336,20 @@ async def test_returning_customer_goes_to_its_account_owner(sla: EmbeddedSystem)
     found = await owner_of(sla, lead_id)
     assert (found["owner"], found["reason"], found["team"]) == ("tom", "account_owner", "smb")
     assert {d["owner"] for d in found["deadlines"]} == {"tom"}
+
+
+async def test_a_settings_change_counts_from_the_very_next_assignment(
+    sla: EmbeddedSystem,
+) -> None:
+    # Fallback team smb: ana (capacity 2) and tom take turns until ana is full.
+    owners = [(await owner_of(sla, await new_mql(sla)))["owner"] for _ in range(5)]
+    assert owners == ["ana", "tom", "ana", "tom", "tom"]
+    raised = await sla[SERVICE].put("/v1/members/ana", json={"capacity": 3, "by": "pedro"})
+    assert raised.status_code == 200, raised.text
+    assert (await owner_of(sla, await new_mql(sla)))["owner"] == "ana"
+    lowered = await sla[SERVICE].put("/v1/members/ana", json={"capacity": 2, "by": "pedro"})
+    assert lowered.status_code == 200, lowered.text
+    assert [(await owner_of(sla, await new_mql(sla)))["owner"] for _ in range(2)] == [
+        "tom",
+        "tom",
+    ]

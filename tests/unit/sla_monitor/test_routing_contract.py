@@ -71,6 +71,11 @@ def with_routing(routing: str) -> str:
             "  escalation: {reassign: maybe}\n",
             "routing.escalation.reassign: Input should be a valid boolean",
         ),
+        (
+            "  teams: [{id: a, members: [{id: x}]}]\n  fallback_team: a\n"
+            "  escalation: {reassign: true, max_reassignments: -1}\n",
+            "routing.escalation.max_reassignments: Input should be greater than or equal to 0",
+        ),
     ],
 )
 def test_bad_routing_is_named_with_its_line(routing: str, message: str) -> None:
@@ -82,3 +87,9 @@ def test_bad_routing_is_named_with_its_line(routing: str, message: str) -> None:
     first_routing_line = text.splitlines().index("routing:") + 1
     line = int(error.split(":")[1])
     assert line >= first_routing_line
+
+
+def test_escalation_rounds_are_capped_by_default() -> None:
+    routing = load_contract(ROUTING_TEST).routing
+    assert routing is not None
+    assert routing.escalation.max_reassignments == 2

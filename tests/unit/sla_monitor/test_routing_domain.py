@@ -10,6 +10,7 @@ from leadpact.contract import Routing, RoutingMember
 from sla_monitor.routing.domain import (
     Candidate,
     LeadFacts,
+    account_owner_refused,
     choose_team,
     in_hours,
     is_away,
@@ -136,3 +137,17 @@ def test_a_member_back_from_away_gets_no_burst() -> None:
     b = Candidate(member("b"), 0.0, 0)
     got = turns([a, b], 10, vtime=99.5)
     assert got == Counter({"a": 5, "b": 5})
+
+
+def test_a_returning_customer_goes_to_its_account_owner_unless_they_cannot_take_it() -> None:
+    customer = LeadFacts(existing_customer=True, account_owner="b")
+    assert account_owner_refused(ROUTING, customer, away=False) is None
+    assert account_owner_refused(ROUTING, customer, away=True) == (
+        "returning customer: account owner b is away"
+    )
+    stranger = LeadFacts(existing_customer=True, account_owner="someone@crm.example")
+    assert account_owner_refused(ROUTING, stranger, away=False) == (
+        "returning customer: account owner someone@crm.example is not a routing member"
+    )
+    unknown = LeadFacts(existing_customer=True)
+    assert "no account owner known" in str(account_owner_refused(ROUTING, unknown, away=False))

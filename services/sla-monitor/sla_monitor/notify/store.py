@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import JSON, Index, Integer, String, Text, select, update
+from sqlalchemy import JSON, Index, Integer, String, Table, Text, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadpact.db import UtcDateTime
-from sla_monitor.store import Base, insert_for
+from sla_monitor.store import Base
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
@@ -40,10 +42,19 @@ class NotificationRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+@cache
+def _enqueue(dialect: str) -> Any:
+    # Built once per dialect and run with parameters: queued in the assignment's hot path.
+    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, NotificationRow.__table__)
+    return ins(table).on_conflict_do_nothing(index_elements=["dedup_key"])
+
+
 async def enqueue(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Queue one delivery; False when its dedup key is queued already."""
-    stmt = insert_for(session)(NotificationRow).values(status=PENDING, attempts=0, **values)
-    result = await session.execute(stmt.on_conflict_do_nothing(index_elements=["dedup_key"]))
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    row = {"last_error": None, "sent_at": None, **values, "status": PENDING, "attempts": 0}
+    result = await session.execute(_enqueue(dialect), row)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

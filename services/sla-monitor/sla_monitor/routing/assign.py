@@ -4,7 +4,7 @@ caller) the first-contact deadline all commit together or not at all."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,9 @@ from sla_monitor.routing.domain import (
     Candidate,
     LeadFacts,
     Unavailable,
+    account_owner_refused,
     choose_team,
+    is_away,
     pick,
 )
 from sla_monitor.routing.metrics import RoutingMetrics
@@ -35,7 +37,7 @@ class Assignment:
     fresh: bool  # False: the lead had its owner already (a redelivery, a race, the CRM)
 
 
-def effective_member(member: RoutingMember, state: store.MemberStateRow | None) -> RoutingMember:
+def effective_member(member: RoutingMember, state: store.MemberState | None) -> RoutingMember:
     """The contract's member with the settings changed by API laid over it."""
     if state is None or not state.overrides:
         return member
@@ -44,7 +46,7 @@ def effective_member(member: RoutingMember, state: store.MemberStateRow | None) 
     return RoutingMember.model_validate({k: v for k, v in doc.items() if v is not None})
 
 
-def candidates(team: RoutingTeam, states: dict[str, store.MemberStateRow]) -> list[Candidate]:
+def candidates(team: RoutingTeam, states: Mapping[str, store.MemberState]) -> list[Candidate]:
     found = []
     for member in team.members:
         state = states.get(member.id)
@@ -67,16 +69,21 @@ async def _turn_in(
     *,
     exclude: Sequence[str] = (),
     ignore: Sequence[Unavailable] = (),
-) -> tuple[str, float, float] | None:
-    """Lock the team's round-robin state and say whose turn it is (not yet taken)."""
-    state = await store.lock_team(uow.session, team.id, _is_sqlite(uow))
-    rows = await store.members(
-        uow.session, [m.id for m in team.members], ensure_team=team.id, vtime=state.vtime
+) -> tuple[str, float, float | None] | None:
+    """Lock the team's round-robin state and say whose turn it is (not yet taken). The
+    lock makes two consumers assigning in one team take turns, so no turn is given twice
+    (PostgreSQL; on SQLite the inbox insert that opens every handler's transaction
+    already serialises writers)."""
+    vtime, states = await store.turn_state(
+        uow.session, team.id, [m.id for m in team.members], lock=not _is_sqlite(uow)
     )
-    chosen = pick(candidates(team, rows), state.vtime, now, exclude=exclude, ignore=ignore)
+    chosen = pick(candidates(team, states), vtime, now, exclude=exclude, ignore=ignore)
     if chosen is None:
         return None
-    return chosen.member_id, chosen.new_pass, chosen.new_vtime
+    # The team row is written only when its virtual time moved (one statement less on
+    # most turns); the lock taken by the read holds either way.
+    moved = chosen.new_vtime if chosen.new_vtime != vtime else None
+    return chosen.member_id, chosen.new_pass, moved
 
 
 def _is_sqlite(uow: UnitOfWork) -> bool:
@@ -92,7 +99,7 @@ async def next_owner(
     *,
     exclude: Sequence[str] = (),
     force: bool = True,
-) -> tuple[RoutingTeam, str, float, float] | None:
+) -> tuple[RoutingTeam, str, float, float | None] | None:
     """The team's next available member; else the fallback team's; else (``force``) the
     fallback team's next member even out of hours or at capacity, then even away."""
     tried: list[RoutingTeam] = []
@@ -123,10 +130,17 @@ async def assign_new(
     metrics: RoutingMetrics,
     notifier: Notifier | None,
 ) -> Assignment:
-    """Route an MQL that became one just now: decided once per lead, whoever asks."""
-    current = await store.assignment(uow.session, lead_id)
-    if current is not None:
-        return Assignment(current.owner, current.team, current.rule, current.reason, False)
+    """Route an MQL that became one just now: decided once per lead, whoever asks. The
+    lead's primary key in the assignments decides (no read before): a redelivery, a
+    second scoring or the CRM's earlier choice make the insert a no-op, and the turn is
+    only taken when it inserted."""
+    why: str | None = None
+    if facts.existing_customer:
+        why = await _refused(uow, routing, facts, now)
+        if why is None and facts.account_owner is not None:
+            return await _to_account_owner(
+                uow, now, routing, facts.account_owner, lead_id, contract_version, metrics, notifier
+            )
     team_id, rule = choose_team(routing, facts)
     decided = await next_owner(uow, routing, team_id, now)
     assert decided is not None, "routing validation guarantees a fallback team with members"
@@ -162,8 +176,68 @@ async def assign_new(
         rule=rule_name,
         reason="routing",
         open_now=open_now,
+        why=why,
     )
     return Assignment(member_id, team.id, rule_name, "routing", True)
+
+
+async def _refused(
+    uow: UnitOfWork, routing: Routing, facts: LeadFacts, now: datetime
+) -> str | None:
+    """Why a returning customer's lead cannot go to its account owner (None: it can)."""
+    away = False
+    if facts.account_owner is not None and routing.member(facts.account_owner) is not None:
+        state = (await store.members(uow.session, [facts.account_owner])).get(facts.account_owner)
+        away = state is not None and is_away(state.away_from, state.away_to, now)
+    return account_owner_refused(routing, facts, away)
+
+
+async def _to_account_owner(
+    uow: UnitOfWork,
+    now: datetime,
+    routing: Routing,
+    owner: str,
+    lead_id: str,
+    contract_version: str,
+    metrics: RoutingMetrics,
+    notifier: Notifier | None,
+) -> Assignment:
+    """A returning customer goes to its account owner: no rule, no round-robin turn (the
+    lead still counts as open and assigned for them)."""
+    found = routing.member(owner)
+    team = found[0].id if found else None
+    inserted = await store.insert_assignment(
+        uow.session,
+        {
+            "lead_id": lead_id,
+            "owner": owner,
+            "team": team,
+            "rule": None,
+            "reason": "account_owner",
+            "contract_version": contract_version,
+            "assigned_at": now,
+        },
+    )
+    if not inserted:
+        current = await store.assignment(uow.session, lead_id)
+        assert current is not None
+        return Assignment(current.owner, current.team, current.rule, current.reason, False)
+    await store.count_assignment(uow.session, owner, team)
+    await _announce(
+        uow,
+        now,
+        routing,
+        lead_id,
+        contract_version,
+        metrics,
+        notifier,
+        owner=owner,
+        team=team,
+        rule=None,
+        reason="account_owner",
+        open_now=None,
+    )
+    return Assignment(owner, team, None, "account_owner", True)
 
 
 async def _announce(
@@ -234,6 +308,7 @@ async def _announce(
         text = {
             "routing": f"New MQL {lead_id} is yours (team {team}, rule {rule or 'fallback'}).",
             "crm": f"MQL {lead_id} is yours (assigned in the CRM).",
+            "account_owner": f"MQL {lead_id} is yours: a returning customer of your account.",
             "reassigned": f"MQL {lead_id} was handed to you by {by}: {why}.",
             "escalation": f"MQL {lead_id} is yours now: {previous} missed the first contact.",
         }.get(reason, f"MQL {lead_id} is yours.")

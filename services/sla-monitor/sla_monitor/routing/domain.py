@@ -33,6 +33,8 @@ class LeadFacts:
     country: str | None = None
     company_size: int | None = None
     industry: str | None = None
+    existing_customer: bool = False  # flagged by crm-sync at intake
+    account_owner: str | None = None  # owner of the customer's latest earlier lead
 
 
 def _in(value: str | None, allowed: Sequence[str]) -> bool:
@@ -64,6 +66,20 @@ def choose_team(routing: Routing, facts: LeadFacts) -> tuple[str, RoutingRule | 
         if matches(rule.match, facts, routing.regions):
             return rule.team, rule
     return routing.fallback_team, None
+
+
+def account_owner_refused(routing: Routing, facts: LeadFacts, away: bool) -> str | None:
+    """Why a returning customer's lead does not go to its account owner (None: it does).
+    Out of hours or at capacity do not count: the customer is theirs, not a new lead to
+    share out; away does (nobody would answer)."""
+    owner = facts.account_owner
+    if owner is None:
+        return "returning customer: no account owner known (no earlier lead was assigned)"
+    if routing.member(owner) is None:
+        return f"returning customer: account owner {owner} is not a routing member"
+    if away:
+        return f"returning customer: account owner {owner} is away"
+    return None
 
 
 def in_hours(hours: WorkingHours | None, timezone: str, now: datetime) -> bool:

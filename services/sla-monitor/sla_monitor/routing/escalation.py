@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from leadpact.contract import ContractBook
+from leadpact.contract import ContractBook, Routing
 from leadpact.messaging import UnitOfWork
 from sla_monitor import store as deadlines
 from sla_monitor.domain import first_contact_deadline
-from sla_monitor.notify.queue import Message, Notifier, manager_recipient, member_recipient
+from sla_monitor.notify.queue import (
+    Message,
+    Notifier,
+    Recipient,
+    manager_recipient,
+    member_recipient,
+)
 from sla_monitor.routing import assign, store
 from sla_monitor.routing.metrics import RoutingMetrics
 
@@ -54,6 +60,39 @@ class Escalator:
             member_recipient(routing, row.owner),
         )
 
+    async def _capped(
+        self,
+        uow: UnitOfWork,
+        routing: Routing,
+        current: store.AssignmentRow,
+        row: deadlines.DeadlineRow,
+        now: datetime,
+        manager: Recipient | None,
+    ) -> None:
+        if manager is None:
+            return
+        times = routing.escalation.max_reassignments
+        await self._notifier.send(
+            uow.session,
+            now,
+            Message(
+                "escalation_capped",
+                row.lead_id,
+                f"Lead {row.lead_id} stays with {current.owner}: escalation limit reached",
+                f"Lead {row.lead_id} was reassigned {times} times without a first contact "
+                f"(the contract's limit); it stays with {current.owner}. Please step in.",
+                {
+                    "lead_id": row.lead_id,
+                    "owner": current.owner,
+                    "team": current.team,
+                    "reassignments": current.round,
+                    "max_reassignments": times,
+                },
+                row.round,
+            ),
+            manager,
+        )
+
     async def breached(
         self, uow: UnitOfWork, row: deadlines.DeadlineRow, now: datetime
     ) -> list[datetime]:
@@ -93,6 +132,11 @@ class Escalator:
             and current.owner == row.owner  # still theirs: nobody moved it meanwhile
             and current.status == store.OPEN
         ):
+            return []
+        if current.round >= routing.escalation.max_reassignments:
+            # Handing it on forever helps nobody: it stays with its owner, and the
+            # manager (told even when breach notices to managers are off) decides.
+            await self._capped(uow, routing, current, row, now, manager)
             return []
         turn = await assign.next_owner(
             uow,

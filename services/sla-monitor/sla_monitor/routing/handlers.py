@@ -20,6 +20,13 @@ account owner (flagged by crm-sync)."""
 
 async def on_lead_created(event: CloudEvent[LeadCreated], uow: UnitOfWork, clock: Clock) -> None:
     lead = event.data
+    # A returning customer's account owner is whoever owns its latest earlier lead now;
+    # found here, once, so that assigning the MQL reads it with the other facts.
+    account_owner = (
+        await store.latest_owner(uow.session, lead.customer_lead_ids)
+        if lead.existing_customer
+        else None
+    )
     await store.save_facts(
         uow.session,
         {
@@ -29,6 +36,8 @@ async def on_lead_created(event: CloudEvent[LeadCreated], uow: UnitOfWork, clock
             "industry": lead.industry[:100] if lead.industry else None,
             "source": lead.source.platform[:100] if lead.source.platform else None,
             "created_at": lead.created_at,
+            "existing_customer": lead.existing_customer,
+            "account_owner": account_owner,
         },
     )
 
@@ -65,8 +74,10 @@ async def facts_of(uow: UnitOfWork, scored: LeadScored) -> LeadFacts:
     return LeadFacts(
         tier=scored.tier,
         probability=scored.probability,
-        source=(row.source if row is not None and row.source else scored.source),
-        country=row.country if row is not None else None,
-        company_size=row.company_size if row is not None else None,
-        industry=row.industry if row is not None else None,
+        source=(row["source"] if row is not None and row["source"] else scored.source),
+        country=row["country"] if row is not None else None,
+        company_size=row["company_size"] if row is not None else None,
+        industry=row["industry"] if row is not None else None,
+        existing_customer=bool(row is not None and row["existing_customer"]),
+        account_owner=row["account_owner"] if row is not None else None,
     )

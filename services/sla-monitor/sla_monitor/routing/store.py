@@ -5,19 +5,27 @@ capacity, share) that override the contract for the next assignments."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Float,
     Index,
     Integer,
+    RowMapping,
     String,
+    Table,
+    bindparam,
     case,
+    insert,
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -38,6 +46,12 @@ class LeadFactsRow(Base):
     industry: Mapped[str | None] = mapped_column(String(100))
     source: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    existing_customer: Mapped[bool | None] = mapped_column(
+        Boolean, doc="crm-sync knew the person as a paying customer when the lead came in"
+    )
+    account_owner: Mapped[str | None] = mapped_column(
+        String(200), doc="who owned the customer's latest earlier lead when this one came in"
+    )
 
 
 class AssignmentRow(Base):
@@ -106,20 +120,128 @@ class TeamStateRow(Base):
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+# ---- statements of the assignment path -------------------------------------------------
+# Built once and executed with parameters: SQLAlchemy then reuses the compiled SQL (the
+# cache key of a constant statement is memoised) instead of building, coercing and
+# hashing a fresh statement for each lead, which was most of an assignment's CPU time.
+
+_FACTS = cast(Table, LeadFactsRow.__table__)
+_ASSIGNMENTS = cast(Table, AssignmentRow.__table__)
+_LOG = cast(Table, AssignmentLogRow.__table__)
+_MEMBERS = cast(Table, MemberStateRow.__table__)
+_TEAMS = cast(Table, TeamStateRow.__table__)
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind else "sqlite"
+
+
+@cache
+def _insert_once(table: Table, dialect: str, key: str) -> Any:
+    """``INSERT … ON CONFLICT (key) DO NOTHING`` of ``table`` in ``dialect``."""
+    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return ins(table).on_conflict_do_nothing(index_elements=[key])
+
+
+_SELECT_FACTS = select(
+    _FACTS.c.country,
+    _FACTS.c.company_size,
+    _FACTS.c.industry,
+    _FACTS.c.source,
+    _FACTS.c.existing_customer,
+    _FACTS.c.account_owner,
+).where(_FACTS.c.lead_id == bindparam("b_lead"))
+_INSERT_LOG = insert(_LOG)
+_TAKE_TURN = (
+    update(_MEMBERS)
+    .where(_MEMBERS.c.member_id == bindparam("b_member"))
+    .values(
+        virtual_pass=bindparam("b_pass"),
+        assigned=_MEMBERS.c.assigned + 1,
+        open_leads=_MEMBERS.c.open_leads + 1,
+    )
+    .returning(_MEMBERS.c.open_leads)
+)
+_SET_VTIME = (
+    update(_TEAMS).where(_TEAMS.c.team_id == bindparam("b_team")).values(vtime=bindparam("b_vtime"))
+)
+_TEAM_VTIME = select(_TEAMS.c.vtime).where(_TEAMS.c.team_id == bindparam("b_team"))
+_CLOSE = (
+    update(_ASSIGNMENTS)
+    .where(_ASSIGNMENTS.c.lead_id == bindparam("b_lead"), _ASSIGNMENTS.c.status == OPEN)
+    .values(status=CLOSED)
+    .returning(_ASSIGNMENTS.c.owner)
+)
+_ADD_OPEN = (
+    update(_MEMBERS)
+    .where(_MEMBERS.c.member_id == bindparam("b_member"))
+    .values(
+        open_leads=case(
+            (_MEMBERS.c.open_leads + bindparam("b_delta") < 0, 0),
+            else_=_MEMBERS.c.open_leads + bindparam("b_delta"),
+        )
+    )
+    .returning(_MEMBERS.c.open_leads)
+)
+
+
+def _turn_query(lock: bool) -> Any:
+    """The team's virtual time and its members' round-robin state and settings, in one
+    statement. With ``lock`` (PostgreSQL) the team row and its members' rows stay locked
+    until commit: every row of the join is locked, so after waiting for another
+    assignment in the team the statement returns the members' passes that assignment
+    committed (locking the team row alone would return the members as they were before
+    the wait, and give a turn twice)."""
+    query = (
+        select(
+            _TEAMS.c.vtime,
+            _MEMBERS.c.member_id,
+            _MEMBERS.c.virtual_pass,
+            _MEMBERS.c.open_leads,
+            _MEMBERS.c.away_from,
+            _MEMBERS.c.away_to,
+            _MEMBERS.c.overrides,
+        )
+        .select_from(
+            _TEAMS.join(_MEMBERS, _MEMBERS.c.member_id.in_(bindparam("b_members", expanding=True)))
+        )
+        .where(_TEAMS.c.team_id == bindparam("b_team"))
+        .order_by(_MEMBERS.c.member_id)  # one locking order for every assignment
+    )
+    return query.with_for_update(of=[_TEAMS, _MEMBERS]) if lock else query
+
+
+_TURN = {False: _turn_query(False), True: _turn_query(True)}
+
+
 # ---- lead facts -----------------------------------------------------------------------
 
 
 async def save_facts(session: AsyncSession, values: dict[str, Any]) -> None:
-    stmt = insert_for(session)(LeadFactsRow).values(**values)
-    await session.execute(stmt.on_conflict_do_nothing(index_elements=["lead_id"]))
+    await session.execute(_insert_once(_FACTS, _dialect(session), "lead_id"), values)
 
 
-async def facts(session: AsyncSession, lead_id: str) -> LeadFactsRow | None:
-    found: LeadFactsRow | None = await session.get(LeadFactsRow, lead_id)
-    return found
+async def facts(session: AsyncSession, lead_id: str) -> RowMapping | None:
+    """The lead's country, company_size, industry and source, when ``lead.created`` came."""
+    result = await session.execute(_SELECT_FACTS, {"b_lead": lead_id})
+    return result.mappings().one_or_none()
 
 
 # ---- assignments ----------------------------------------------------------------------
+
+
+async def latest_owner(session: AsyncSession, lead_ids: Sequence[str]) -> str | None:
+    """The current owner of the most recently assigned of these leads (a customer's
+    earlier leads: that owner is the account owner)."""
+    if not lead_ids:
+        return None
+    found: str | None = await session.scalar(
+        select(AssignmentRow.owner)
+        .where(AssignmentRow.lead_id.in_(list(lead_ids)))
+        .order_by(AssignmentRow.assigned_at.desc(), AssignmentRow.lead_id)
+        .limit(1)
+    )
+    return found
 
 
 async def assignment(session: AsyncSession, lead_id: str) -> AssignmentRow | None:
@@ -132,8 +254,9 @@ async def assignment(session: AsyncSession, lead_id: str) -> AssignmentRow | Non
 async def insert_assignment(session: AsyncSession, values: dict[str, Any]) -> bool:
     """The first owner of a lead; False when the lead already has one (a redelivery, or
     another consumer got there first: the primary key decides)."""
-    stmt = insert_for(session)(AssignmentRow).values(status=OPEN, round=0, **values)
-    result = await session.execute(stmt.on_conflict_do_nothing(index_elements=["lead_id"]))
+    stmt = _insert_once(_ASSIGNMENTS, _dialect(session), "lead_id")
+    values = {"routed_owner": None, **values, "status": OPEN, "round": 0}
+    result = await session.execute(stmt, values)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -166,18 +289,13 @@ async def change_owner(
 async def close(session: AsyncSession, lead_id: str) -> str | None:
     """The lead is decided (accepted or rejected): open → closed; returns the owner whose
     open leads drop, or None when it was not open."""
-    result = await session.execute(
-        update(AssignmentRow)
-        .where(AssignmentRow.lead_id == lead_id, AssignmentRow.status == OPEN)
-        .values(status=CLOSED)
-        .returning(AssignmentRow.owner)
-    )
+    result = await session.execute(_CLOSE, {"b_lead": lead_id})
     owner: str | None = result.scalar_one_or_none()
     return owner
 
 
 async def log(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(insert_for(session)(AssignmentLogRow).values(**values))
+    await session.execute(_INSERT_LOG, values)
 
 
 async def history(session: AsyncSession, lead_id: str) -> Sequence[AssignmentLogRow]:
@@ -192,22 +310,66 @@ async def history(session: AsyncSession, lead_id: str) -> Sequence[AssignmentLog
 # ---- round-robin state ----------------------------------------------------------------
 
 
-async def lock_team(session: AsyncSession, team_id: str, is_sqlite: bool) -> TeamStateRow:
-    """The team's state row, locked until commit (PostgreSQL; SQLite serialises writers):
-    two consumers assigning in one team take turns, so no turn is given twice."""
-    query = select(TeamStateRow).where(TeamStateRow.team_id == team_id)
-    if not is_sqlite:
-        query = query.with_for_update()
-    query = query.execution_options(populate_existing=True)
-    row = (await session.execute(query)).scalar_one_or_none()
-    if row is None:  # the team's first lead: create the row (once), then lock it
+class MemberState(Protocol):
+    """What the round-robin reads of a member: a state row, or the assignment path's
+    light copy of one."""
+
+    @property
+    def virtual_pass(self) -> float: ...
+    @property
+    def open_leads(self) -> int: ...
+    @property
+    def away_from(self) -> datetime | None: ...
+    @property
+    def away_to(self) -> datetime | None: ...
+    @property
+    def overrides(self) -> dict[str, Any] | None: ...
+
+
+@dataclass(frozen=True)
+class TurnState:
+    virtual_pass: float
+    open_leads: int
+    away_from: datetime | None
+    away_to: datetime | None
+    overrides: dict[str, Any] | None
+
+
+async def turn_state(
+    session: AsyncSession, team_id: str, member_ids: Sequence[str], *, lock: bool
+) -> tuple[float, dict[str, TurnState]]:
+    """The team's virtual time and its members' state and settings, read together (one
+    statement, the team row locked with ``lock``): settings changed by API count from the
+    next assignment on, on every instance, with no cache to invalidate. A team or member
+    seen for the first time gets its row (a new member starts at the team's virtual time,
+    so it gets no catch-up burst)."""
+    params = {"b_team": team_id, "b_members": list(member_ids)}
+    rows = (await session.execute(_TURN[lock], params)).all()
+    if len(rows) < len(set(member_ids)):  # the team's or a member's row is missing
+        dialect = _dialect(session)
         await session.execute(
-            insert_for(session)(TeamStateRow)
-            .values(team_id=team_id, vtime=0.0)
-            .on_conflict_do_nothing(index_elements=["team_id"])
+            _insert_once(_TEAMS, dialect, "team_id"), {"team_id": team_id, "vtime": 0.0}
         )
-        row = (await session.execute(query)).scalar_one()
-    return row
+        # Plain read (no lock): the new members' starting pass only.
+        vtime = (await session.execute(_TEAM_VTIME, {"b_team": team_id})).scalar_one()
+        await session.execute(
+            _insert_once(_MEMBERS, dialect, "member_id"),
+            [
+                {
+                    "member_id": m,
+                    "team_id": team_id,
+                    "virtual_pass": vtime,
+                    "open_leads": 0,
+                    "assigned": 0,
+                }
+                for m in dict.fromkeys(member_ids)
+            ],
+        )
+        rows = (await session.execute(_TURN[lock], params)).all()
+    return rows[0].vtime, {
+        r.member_id: TurnState(r.virtual_pass, r.open_leads, r.away_from, r.away_to, r.overrides)
+        for r in rows
+    }
 
 
 async def team_state(session: AsyncSession, team_id: str) -> TeamStateRow | None:
@@ -215,74 +377,36 @@ async def team_state(session: AsyncSession, team_id: str) -> TeamStateRow | None
     return found
 
 
-async def members(
-    session: AsyncSession,
-    member_ids: Sequence[str],
-    *,
-    ensure_team: str | None = None,
-    vtime: float = 0.0,
-) -> dict[str, MemberStateRow]:
-    """State rows of these members; with ``ensure_team`` missing rows are created,
-    starting at the team's virtual time (a new member gets no catch-up burst)."""
+async def members(session: AsyncSession, member_ids: Sequence[str]) -> dict[str, MemberStateRow]:
+    """State rows of these members (the API's view)."""
     query = (
         select(MemberStateRow)
         .where(MemberStateRow.member_id.in_(member_ids))
         .execution_options(populate_existing=True)
     )
-    found = {r.member_id: r for r in (await session.scalars(query)).all()}
-    missing = [m for m in member_ids if m not in found]
-    if ensure_team is not None and missing:
-        stmt = insert_for(session)(MemberStateRow).values(
-            [
-                {
-                    "member_id": m,
-                    "team_id": ensure_team,
-                    "virtual_pass": vtime,
-                    "open_leads": 0,
-                    "assigned": 0,
-                }
-                for m in missing
-            ]
-        )
-        await session.execute(stmt.on_conflict_do_nothing(index_elements=["member_id"]))
-        found = {r.member_id: r for r in (await session.scalars(query)).all()}
-    return found
+    return {r.member_id: r for r in (await session.scalars(query)).all()}
 
 
 async def take_turn(
-    session: AsyncSession, team_id: str, member_id: str, new_pass: float, new_vtime: float
+    session: AsyncSession,
+    team_id: str,
+    member_id: str,
+    new_pass: float,
+    new_vtime: float | None,
 ) -> int:
-    """Record the chosen member's turn; returns their open leads after it."""
-    result = await session.execute(
-        update(MemberStateRow)
-        .where(MemberStateRow.member_id == member_id)
-        .values(
-            virtual_pass=new_pass,
-            assigned=MemberStateRow.assigned + 1,
-            open_leads=MemberStateRow.open_leads + 1,
-        )
-        .returning(MemberStateRow.open_leads)
-    )
-    await session.execute(
-        update(TeamStateRow).where(TeamStateRow.team_id == team_id).values(vtime=new_vtime)
-    )
-    return int(result.scalar_one())
+    """Record the chosen member's turn (and the team's new virtual time, unless it did not
+    move: None); returns their open leads after it."""
+    result = await session.execute(_TAKE_TURN, {"b_member": member_id, "b_pass": new_pass})
+    open_now = int(result.scalar_one())
+    if new_vtime is not None:
+        await session.execute(_SET_VTIME, {"b_team": team_id, "b_vtime": new_vtime})
+    return open_now
 
 
 async def add_open(session: AsyncSession, member_id: str, delta: int) -> int | None:
     """Move a member's open-lead count; returns it, or None for an unknown member (a CRM
     owner routing does not know)."""
-    result = await session.execute(
-        update(MemberStateRow)
-        .where(MemberStateRow.member_id == member_id)
-        .values(
-            open_leads=case(
-                (MemberStateRow.open_leads + delta < 0, 0),
-                else_=MemberStateRow.open_leads + delta,
-            )
-        )
-        .returning(MemberStateRow.open_leads)
-    )
+    result = await session.execute(_ADD_OPEN, {"b_member": member_id, "b_delta": delta})
     found = result.scalar_one_or_none()
     return None if found is None else int(found)
 
