@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from leadpact.events import Clause
 from leadpact.service import ServiceContext
 from sla_monitor import store
-from sla_monitor.domain import CLAUSE_TEAM, late_seconds
+from sla_monitor.domain import CLAUSE_TEAM, answerable_team, late_seconds
 
 
 class ClauseStatus(BaseModel):
@@ -59,12 +59,22 @@ class Compliance(BaseModel):
     clauses: list[ClauseCompliance]
 
 
-def _compliance(counts: list[tuple[str, str, int]], team: str | None) -> list[ClauseCompliance]:
+def _compliance(
+    counts: list[tuple[str, str, str, int]], team: str | None
+) -> list[ClauseCompliance]:
+    """One line per clause and answering team; a clause nobody was held to yet shows up
+    with the team that answers for it by default, all zeros."""
+    pairs = {(clause, owner) for clause, owner, _, _ in counts}
+    pairs |= {
+        (clause, owner)
+        for clause, owner in CLAUSE_TEAM.items()
+        if clause not in {c for c, _ in pairs}
+    }
     found = []
-    for clause, owner in CLAUSE_TEAM.items():
+    for clause, owner in sorted(pairs, key=lambda p: (list(CLAUSE_TEAM).index(p[0]), p[1])):
         if team is not None and owner != team:
             continue
-        by_status = {status: n for c, status, n in counts if c == clause}
+        by_status = {status: n for c, t, status, n in counts if (c, t) == (clause, owner)}
         met, breached = by_status.get(store.MET, 0), by_status.get(store.BREACHED, 0)
         decided = met + breached
         found.append(
@@ -86,7 +96,7 @@ def _breach(row: store.DeadlineRow) -> Breach:
     return Breach(
         lead_id=row.lead_id,
         clause=row.clause,
-        team=CLAUSE_TEAM.get(row.clause, "sales"),
+        team=answerable_team(row.clause, row.team),
         owner=row.owner,
         source=row.source,
         deadline=row.due_at,
@@ -123,15 +133,14 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         ] = None,
         clause: Annotated[Clause | None, Query(description="only this clause")] = None,
         team: Annotated[
-            str | None, Query(max_length=100, description="only this answerable team")
+            str | None,
+            Query(max_length=100, description="only breaches held against this team (the owner's)"),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> BreachLog:
         clauses = list(CLAUSE_TEAM) if clause is None else [clause]
-        if team is not None:  # a team answers for some clauses; filter by those
-            clauses = [c for c in clauses if CLAUSE_TEAM[c] == team]
         async with ctx.uow() as uow:
-            rows = await store.breaches(uow.session, since, clauses, limit)
+            rows = await store.breaches(uow.session, since, clauses, limit, team)
             return BreachLog(breaches=[_breach(r) for r in rows])
 
     @router.get(

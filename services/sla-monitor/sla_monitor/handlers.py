@@ -41,6 +41,7 @@ async def on_lead_scored(
         return
     contract = contracts.get(event.contractversion)
     owner: str | None = None
+    team: str | None = None
     if contract.routing is not None:
         # Owner and deadline in one unit of work: the deadline names who answers for it.
         assignment = await assign.assign_new(
@@ -53,7 +54,7 @@ async def on_lead_scored(
             routing_metrics,
             notifier,
         )
-        owner = assignment.owner
+        owner, team = assignment.owner, assignment.team
     for deadline in deadlines(contract, scored.scored_at):
         fresh = await store.arm(
             uow.session,
@@ -65,6 +66,7 @@ async def on_lead_scored(
                 "due_at": deadline.due_at,
                 "at_risk_at": deadline.at_risk_at,
                 "owner": owner,
+                "team": team,
                 "source": scored.source,
                 "contract_version": contract.version,
                 # The broker's partition of the lead's key: the instance that owns it
@@ -160,10 +162,8 @@ async def on_lead_rejected(
     if row is None or row.status != store.OPEN:
         return
     detected = clock.now()
-    if await store.mark_breached(uow.session, row.id, detected):
-        team = answerable_team(
-            row.clause, (await owning_teams(uow.session, [lead_id])).get(lead_id)
-        )
+    team = answerable_team(row.clause, (await owning_teams(uow.session, [lead_id])).get(lead_id))
+    if await store.mark_breached(uow.session, row.id, detected, team):
         uow.emit(breach_event(row, detected, team), row.contract_version)
         await escalator.breached(uow, row, detected)  # tells owner and manager
         clause, source, due_at = row.clause, row.source, row.due_at

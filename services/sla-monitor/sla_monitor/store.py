@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    case,
     func,
     or_,
     select,
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from leadpact.db import UtcDateTime
+from sla_monitor.domain import CLAUSE_TEAM
 
 OPEN, MET, BREACHED = "open", "met", "breached"
 
@@ -55,6 +57,8 @@ class DeadlineRow(Base):
     due_at: Mapped[datetime] = mapped_column(UtcDateTime)
     at_risk_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     owner: Mapped[str | None] = mapped_column(String(200))
+    # The owner's team when armed, the team held to it when breached; None = the clause's.
+    team: Mapped[str | None] = mapped_column(String(100))
     source: Mapped[str | None] = mapped_column(String(100))
     contract_version: Mapped[str] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(16), default=OPEN)
@@ -224,8 +228,18 @@ async def open_count(session: AsyncSession, partitions: Collection[int] | None =
     return int(count or 0)
 
 
+def answering_team() -> ColumnElement[str]:
+    """The deadline's team, or for rows that have none the team answering for its clause."""
+    by_clause = case(CLAUSE_TEAM, value=DeadlineRow.clause, else_="sales")
+    return func.coalesce(DeadlineRow.team, by_clause)
+
+
 async def breaches(
-    session: AsyncSession, since: datetime | None, clauses: Sequence[str], limit: int
+    session: AsyncSession,
+    since: datetime | None,
+    clauses: Sequence[str],
+    limit: int,
+    team: str | None = None,
 ) -> Sequence[DeadlineRow]:
     """The breach log of these clauses: breached deadlines, newest detection last."""
     query = select(DeadlineRow).where(
@@ -233,6 +247,8 @@ async def breaches(
     )
     if since is not None:
         query = query.where(DeadlineRow.resolved_at >= since)
+    if team is not None:
+        query = query.where(answering_team() == team)
     rows = await session.scalars(
         query.order_by(DeadlineRow.resolved_at, DeadlineRow.id).limit(limit)
     )
@@ -241,27 +257,33 @@ async def breaches(
 
 async def status_counts(
     session: AsyncSession, since: datetime, until: datetime
-) -> list[tuple[str, str, int]]:
-    """(clause, status, deadlines) for the leads that became MQLs in [since, until)."""
+) -> list[tuple[str, str, str, int]]:
+    """(clause, team, status, deadlines) for the leads that became MQLs in [since, until)."""
+    team = answering_team()
     rows = await session.execute(
-        select(DeadlineRow.clause, DeadlineRow.status, func.count())
+        select(DeadlineRow.clause, team, DeadlineRow.status, func.count())
         .where(
             DeadlineRow.started_at >= since,
             DeadlineRow.started_at < until,
             DeadlineRow.round == 0,  # compliance judges the lead, not its escalations
         )
-        .group_by(DeadlineRow.clause, DeadlineRow.status)
+        .group_by(DeadlineRow.clause, team, DeadlineRow.status)
     )
-    return [(clause, status, int(n)) for clause, status, n in rows.all()]
+    return [(clause, team, status, int(n)) for clause, team, status, n in rows.all()]
 
 
-async def mark_breached(session: AsyncSession, row_id: int, detected_at: datetime) -> bool:
-    """Open → breached; False when someone else (another worker, a contact) got there
-    first. The status condition is what makes the breach happen once."""
+async def mark_breached(
+    session: AsyncSession, row_id: int, detected_at: datetime, team: str | None = None
+) -> bool:
+    """Open → breached, held against ``team``; False when someone else (another worker, a
+    contact) got there first. The status condition is what makes the breach happen once."""
+    values: dict[str, Any] = {"status": BREACHED, "resolved_at": detected_at}
+    if team is not None:
+        values["team"] = team
     result = await session.execute(
         update(DeadlineRow)
         .where(DeadlineRow.id == row_id, DeadlineRow.status == OPEN)
-        .values(status=BREACHED, resolved_at=detected_at)
+        .values(**values)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -191,8 +191,8 @@ class DeadlineWatch:
             # Read before the escalator may hand a lead to another team in this commit.
             teams = await owning_teams(uow.session, (row.lead_id for row in rows))
             for row in rows:
-                if await store.mark_breached(uow.session, row.id, now):
-                    team = answerable_team(row.clause, teams.get(row.lead_id))
+                team = answerable_team(row.clause, teams.get(row.lead_id))
+                if await store.mark_breached(uow.session, row.id, now, team):
                     changed.append((row, team))
                     uow.emit(breach_event(row, now, team), row.contract_version)
                     if self._escalator is not None:  # notify, maybe reassign: same commit

@@ -276,3 +276,32 @@ async def test_breach_names_the_owning_team_and_the_next_round_keeps_the_partiti
     found = await eventually(rounds)
     delivered = {m.key: m.partition for m in system.bus.messages(SCORED)}
     assert found == {0: delivered[lead_id], 1: delivered[lead_id]}
+
+
+async def test_breach_log_and_compliance_answer_by_the_owning_team(
+    system_factory: SystemFactory,
+) -> None:
+    system = await system_factory(only=["sla-monitor"], contract=ROUTING_CONTRACT)
+    since = system.clock.now().isoformat()
+    lead_id = await new_mql(system, probability=0.95)  # the "hot" rule: team enterprise
+    system.clock.advance(timedelta(minutes=10, seconds=1))
+    await eventually(
+        lambda: [e for e in system.events("sla.breached") if e.data.lead_id == lead_id]
+    )
+    api = system["sla-monitor"]
+
+    held = (await api.get("/v1/breaches", params={"team": "enterprise"})).json()["breaches"]
+    assert [(b["lead_id"], b["clause"], b["team"]) for b in held] == [
+        (lead_id, "first_contact", "enterprise")
+    ]
+    assert (await api.get("/v1/breaches", params={"team": "sales"})).json()["breaches"] == []
+
+    lines = (await api.get("/v1/compliance", params={"since": since, "team": "enterprise"})).json()[
+        "clauses"
+    ]
+    first_contact = next(line for line in lines if line["clause"] == "first_contact")
+    assert (first_contact["team"], first_contact["breached"], first_contact["compliance"]) == (
+        "enterprise",
+        1,
+        0.0,
+    )
