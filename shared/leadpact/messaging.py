@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     delete,
     select,
     update,
@@ -205,18 +206,24 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch; returns how many rows went out."""
-        async with self._db.session() as session, session.begin():
-            query = select(outbox).order_by(outbox.c.id).limit(self._batch)
-            if not self._db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            rows = (await session.execute(query)).all()
+        # A Core connection and statements built once: the relay runs after every commit
+        # that emitted, and the ORM session cost more than the publishing (profiled).
+        async with self._db.engine.begin() as conn:
+            query = _NEXT_BATCH if self._db.is_sqlite else _NEXT_BATCH_LOCKED
+            rows = (await conn.execute(query, {"batch": self._batch})).all()
             await self._bus.publish_batch([(r.topic, r.key, r.payload) for r in rows])
             for row in rows:
                 self._on_published(row.topic)
             if rows:
-                await session.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
+                await conn.execute(_PUBLISHED, {"ids": [r.id for r in rows]})
         self.pending = len(rows)
         return len(rows)
+
+
+_NEXT_BATCH = select(outbox).order_by(outbox.c.id).limit(bindparam("batch"))
+# Two relays (replicas) take different rows instead of waiting for each other.
+_NEXT_BATCH_LOCKED = _NEXT_BATCH.with_for_update(skip_locked=True)
+_PUBLISHED = delete(outbox).where(outbox.c.id.in_(bindparam("ids", expanding=True)))
 
 
 EventDataChange = Callable[[str, dict[str, Any]], dict[str, Any]]

@@ -7,6 +7,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -49,6 +50,9 @@ def tax_id_key(tax_id: str | None) -> str | None:
     return key if len(key) >= 4 else None
 
 
+# Pure and called for the same few values over and over (every candidate of every lead is
+# prepared for comparison, blocking keys and conflicts fold the same names): cached.
+@lru_cache(maxsize=1 << 16)
 def fold(text: str | None) -> str:
     """Accents off, case folded, punctuation to blanks, blanks collapsed: ``García-López``
     → ``garcia lopez``."""

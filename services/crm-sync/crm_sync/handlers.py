@@ -28,7 +28,7 @@ async def on_lead_created(
     obs = observation("lead", f"lead:{lead.lead_id}", lead.created_at, lead.model_dump())
     now = clock.now()
     customer, changed = await ingest(uow, now, obs, crm.resolution, lead_id=lead.lead_id)
-    _note(uow, event, customer.id, lead.created_at, {"source": lead.source.platform})
+    await _note(uow, event, customer.id, lead.created_at, {"source": lead.source.platform})
     if changed:
         await announce(uow, customer, event.contractversion, crm.resolution, now)
 
@@ -39,7 +39,7 @@ async def on_deal_closed(
     deal = event.data
     customer = await _customer_for_lead(uow, deal.lead_id, clock)
     detail = {"won": deal.won, "amount": str(deal.amount), "currency": deal.currency}
-    _note(uow, event, customer.id, deal.closed_at, detail)
+    await _note(uow, event, customer.id, deal.closed_at, detail)
     if deal.won:
         customer.status = "customer"
         customer.lifetime_value = (customer.lifetime_value or 0) + deal.amount
@@ -55,7 +55,7 @@ async def on_sales_activity(
     data = event.data
     customer = await _customer_for_lead(uow, data.lead_id, clock)
     detail = data.model_dump(mode="json", exclude={"lead_id"})
-    _note(uow, event, customer.id, event.time, detail)
+    await _note(uow, event, customer.id, event.time, detail)
 
 
 async def _customer_for_lead(uow: UnitOfWork, lead_id: str, clock: Clock) -> store.Customer:
@@ -72,19 +72,22 @@ async def _customer_for_lead(uow: UnitOfWork, lead_id: str, clock: Clock) -> sto
     return customer
 
 
-def _note(
+async def _note(
     uow: UnitOfWork,
     event: CloudEvent[Any],
     customer_id: str,
     occurred_at: datetime,
     detail: dict[str, Any],
 ) -> None:
-    uow.session.add(
-        store.TimelineEntry(
-            event_id=event.id,
-            customer_id=customer_id,
-            kind=event.topic,
-            occurred_at=occurred_at,
-            detail={"lead_id": event.subject, **detail},
-        )
+    """One timeline entry, written at once through Core (its customer row is in the table
+    already: :func:`ingest` and :func:`_customer_for_lead` flush it)."""
+    await uow.session.execute(
+        store.INSERT_TIMELINE,
+        {
+            "event_id": event.id,
+            "customer_id": customer_id,
+            "kind": event.topic,
+            "occurred_at": occurred_at,
+            "detail": {"lead_id": event.subject, **detail},
+        },
     )

@@ -13,6 +13,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
 from typing import Literal
 
 import jellyfish
@@ -29,6 +30,7 @@ Record = Mapping[str, str | None]
 Decision = Literal["match", "review", "non_match"]
 
 
+@lru_cache(maxsize=1 << 14)  # pure; the same companies come back with every lead
 def company_key(name: str | None) -> str:
     """A company name without legal form words: ``Acme Robotics, S.L.`` → ``acme robotics``."""
     words = fold(name).split()
@@ -114,7 +116,7 @@ class Comparison:
                 return i
         return len(self.thresholds)
 
-    @property
+    @cached_property  # read for every candidate pair; m and u never change (frozen)
     def weights(self) -> tuple[float, ...]:
         return tuple(
             math.log2(max(m, 1e-9) / max(u, 1e-9)) for m, u in zip(self.m, self.u, strict=True)

@@ -13,7 +13,14 @@ from sqlalchemy.exc import IntegrityError
 from crm_sync import store
 from crm_sync.billing import BillingEvent
 from crm_sync.domain import RECORD_FIELDS
-from crm_sync.records import announce, ingest, merge, record_invoice, unmerge
+from crm_sync.records import (
+    announce,
+    forget_conflicts,
+    ingest,
+    merge,
+    record_invoice,
+    unmerge,
+)
 from crm_sync.runtime import Runtime
 from leadpact.events import PrivacyErased
 from leadpact.service import ServiceContext
@@ -187,6 +194,7 @@ async def erase_subject(ctx: ServiceContext, crm: Runtime, email_key: str) -> Er
             leads += await store.lead_ids(session, cid)
         for table in (store.Attribute, store.MatchKey, store.Conflict):
             await session.execute(delete(table).where(table.customer_id.in_(ids)))
+        forget_conflicts(session, ids)
         involved = store.Review.customer_id.in_(ids) | store.Review.candidate_id.in_(ids)
         await session.execute(update(store.Review).where(involved).values(detail={}))
         await session.execute(

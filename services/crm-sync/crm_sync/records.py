@@ -7,12 +7,13 @@ this module applies them to the store inside the caller's unit of work."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_sync import store
@@ -58,7 +59,7 @@ def new_customer(now: datetime) -> store.Customer:
     )
 
 
-def match_record(values: dict[str, Any]) -> dict[str, str | None]:
+def match_record(values: Mapping[str, Any]) -> dict[str, str | None]:
     """What the matcher compares: the person's fields, the legal name standing in for a
     missing company name."""
     record = {name: values.get(name) for name in RECORD_FIELDS}
@@ -89,6 +90,9 @@ async def ingest(
         customer = await store.by_lead(session, lead_id)
     else:
         customer = await store.by_ref(session, obs.ref)
+    # Not linked yet: neither the link row nor any value of this source record exists (both
+    # are written together below, and merges move them together), so neither is looked up.
+    linked = customer is not None
     created = False
     duplicate: store.Customer | None = None
     if customer is not None:
@@ -104,14 +108,16 @@ async def ingest(
             resolution.count("key")
             await store.lock(session, customer)
     score: Score | None = None
-    candidate: store.Customer | None = None
+    candidate: str | None = None
     if customer is None:
         customer, created = new_customer(now), True
-        session.add(customer)
+        # Matched before the new record is written, so the candidates' query has nothing
+        # to flush (the record cannot be its own candidate: it is not in the table yet).
         candidate, score = await _probabilistic(session, obs, customer.id, resolution)
-    if lead_id is not None and await session.get(store.CustomerLead, lead_id) is None:
+        session.add(customer)
+    if lead_id is not None and not linked:
         session.add(store.CustomerLead(lead_id=lead_id, customer_id=customer.id))
-    elif lead_id is None and await session.get(store.SourceRecord, obs.ref) is None:
+    elif lead_id is None and not linked:
         session.add(
             store.SourceRecord(ref=obs.ref, system=obs.system, customer_id=customer.id, seen_at=now)
         )
@@ -120,8 +126,15 @@ async def ingest(
         # to the bare id (invoices still count) but no personal value is stored again.
         await session.flush()
         return customer, False
-    await _observe(session, customer.id, obs)
-    changed = await refresh(session, customer, resolution.model) or created
+    if created:
+        # A new record holds only this observation: its golden values are computed from it
+        # before the row is written (one INSERT, no UPDATE), nothing is read back.
+        await refresh(session, customer, resolution.model, observed=_candidates(obs))
+        await _observe(session, customer.id, obs, fresh=True)
+        changed = True
+    else:
+        await _observe(session, customer.id, obs, fresh=not linked)
+        changed = await refresh(session, customer, resolution.model)
     if duplicate is not None:
         survivor, absorbed = sorted(
             (customer, duplicate), key=lambda c: (aware(c.created_at), c.id)
@@ -134,20 +147,26 @@ async def ingest(
         if score.decision == "match":
             resolution.count("match")
             resolution.merged("auto")
-            await merge(session, candidate, customer, "auto", score.weight, now, resolution.model)
-            customer, changed = candidate, True
+            found = await session.get(store.Customer, candidate)
+            assert found is not None  # read in this transaction, under the same locks
+            await merge(session, found, customer, "auto", score.weight, now, resolution.model)
+            customer, changed = found, True
         else:
             resolution.count("review")
-            session.add(
-                store.Review(
-                    id=str(uuid.uuid4()),
-                    customer_id=customer.id,
-                    candidate_id=candidate.id,
-                    score=score.weight,
-                    detail=score.detail,
-                    status="open",
-                    created_at=now,
-                )
+            await session.execute(
+                store.INSERT_REVIEW,
+                {
+                    "id": str(uuid.uuid4()),
+                    "customer_id": customer.id,
+                    "candidate_id": candidate,
+                    "score": score.weight,
+                    "detail": score.detail,
+                    "status": "open",
+                    "created_at": now,
+                    "decided_at": None,
+                    "decided_by": None,
+                    "merge_id": None,
+                },
             )
     elif created:
         resolution.count("new")
@@ -158,79 +177,84 @@ async def ingest(
 
 
 async def _deterministic(session: AsyncSession, obs: Observation) -> store.Customer | None:
-    """The same normalised email, else E.164 phone, else tax id."""
+    """The same normalised email, else E.164 phone, else tax id (one query)."""
     f = obs.fields
-    found = await store.by_email(session, f["email"]) if f.get("email") else None
-    if found is None and f.get("phone"):
-        found = await store.by_phone(session, f["phone"])
-    if found is None and f.get("tax_id"):
-        found = await store.by_tax_id(session, f["tax_id"])
-    return found
+    return await store.by_identity(session, f.get("email"), f.get("phone"), f.get("tax_id"))
 
 
 async def _probabilistic(
-    session: AsyncSession, obs: Observation, exclude: str, resolution: Resolution
-) -> tuple[store.Customer | None, Score | None]:
-    """The best candidate found by blocking keys and sorted neighbourhood, when its score
-    reaches the review band."""
+    session: AsyncSession, obs: Observation, new_id: str, resolution: Resolution
+) -> tuple[str | None, Score | None]:
+    """The best candidate's id for the record ``new_id`` being created from ``obs``, found
+    by blocking keys and sorted neighbourhood, when its score reaches the review band.
+
+    A pair a person rejected is never proposed again: a record is matched only when it is
+    created (a source record seen before is linked, never re-matched), and nobody can have
+    rejected a pair with a record that did not exist yet."""
     model = resolution.model
     record = match_record(obs.fields)
-    found = {
-        c.id: c
-        for c in await store.candidates_by_keys(
-            session, sorted(model.keys(record)), exclude, resolution.candidates
-        )
-    }
-    for c in await store.neighbours(session, model.sort_key(record), exclude, resolution.window):
-        found.setdefault(c.id, c)
-    pool = [(cid, match_record(golden(c))) for cid, c in found.items() if c.erased_at is None]
-    best = best_candidate(model, record, pool)
+    rows = await store.candidates(
+        session,
+        sorted(model.keys(record)),
+        model.sort_key(record),
+        new_id,
+        resolution.candidates,
+        resolution.window,
+    )
+    pool: dict[str, dict[str, str | None]] = {}
+    beyond_leads: dict[str, bool] = {}
+    for row in rows:
+        if row.id not in pool and row.erased_at is None:
+            pool[row.id] = match_record(row._asdict())
+            beyond_leads[row.id] = bool(row.beyond_leads)
+    best = best_candidate(model, record, list(pool.items()))
     if best is None or best[1].decision == "non_match":
         return None, None
-    if await _rejected_before(session, exclude, best[0]):
-        return None, None
     score = best[1]
-    if score.decision == "match" and obs.system == "lead" and not resolution.auto_merge_leads:
-        systems = await store.systems(session, best[0])
-        if systems <= {"lead"}:
-            # Two form fills with different emails and phones (intake already folds the same
-            # email or phone into one lead): a person decides, never the matcher alone.
-            score = replace(score, decision="review")
-    return found[best[0]], score
+    lead_pair = obs.system == "lead" and not beyond_leads[best[0]]
+    if score.decision == "match" and lead_pair and not resolution.auto_merge_leads:
+        # Two form fills with different emails and phones (intake already folds the same
+        # email or phone into one lead): a person decides, never the matcher alone.
+        score = replace(score, decision="review")
+    return best[0], score
 
 
-async def _rejected_before(session: AsyncSession, a: str, b: str) -> bool:
-    query = select(store.Review.id).where(
-        store.Review.status == "rejected",
-        ((store.Review.customer_id == a) & (store.Review.candidate_id == b))
-        | ((store.Review.customer_id == b) & (store.Review.candidate_id == a)),
-    )
-    return (await session.execute(query.limit(1))).first() is not None
+def _candidates(obs: Observation) -> list[Candidate]:
+    observed = aware(obs.observed_at)
+    return [
+        Candidate(name, value, obs.system, obs.ref, name in obs.verified, observed)
+        for name, value in obs.fields.items()
+    ]
 
 
-async def _observe(session: AsyncSession, customer_id: str, obs: Observation) -> None:
+async def _observe(
+    session: AsyncSession, customer_id: str, obs: Observation, *, fresh: bool
+) -> None:
     """Upsert this source's value of each field; an older observation never replaces a
-    newer one of the same source record (webhooks arrive out of order)."""
-    query = select(store.Attribute).where(store.Attribute.ref == obs.ref)
-    existing = {a.field: a for a in (await session.execute(query)).scalars()}
+    newer one of the same source record (webhooks arrive out of order). ``fresh``: the
+    source record is new to crm-sync, so it has no earlier value to compare with."""
+    existing = {} if fresh else {a.field: a for a in await store.attributes_of(session, obs.ref)}
+    new = []
     for name, value in obs.fields.items():
         row = existing.get(name)
         verified = name in obs.verified
         if row is None:
-            session.add(
-                store.Attribute(
-                    customer_id=customer_id,
-                    field=name,
-                    value=value,
-                    system=obs.system,
-                    ref=obs.ref,
-                    verified=verified,
-                    observed_at=obs.observed_at,
-                )
+            new.append(
+                {
+                    "customer_id": customer_id,
+                    "field": name,
+                    "value": value,
+                    "system": obs.system,
+                    "ref": obs.ref,
+                    "verified": verified,
+                    "observed_at": obs.observed_at,
+                }
             )
         elif aware(obs.observed_at) >= aware(row.observed_at):
             row.value, row.verified, row.observed_at = value, verified, obs.observed_at
-    await session.flush()
+    await session.flush()  # the customer row first (foreign key)
+    if new:
+        await session.execute(store.INSERT_ATTRIBUTES, new)
 
 
 def aware(when: datetime) -> datetime:
@@ -238,62 +262,94 @@ def aware(when: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-async def refresh(session: AsyncSession, customer: store.Customer, model: MatchModel) -> bool:
+_CONFLICTS_KEY = "crm_sync.conflicts"
+
+
+def _known_conflicts(session: AsyncSession) -> dict[str, list[dict[str, Any]]]:
+    """The conflicts :func:`refresh` wrote in this unit of work, by customer id, so that
+    :func:`announce` does not read back what was just written. Whatever else deletes
+    conflict rows forgets them here (:func:`forget_conflicts`)."""
+    known: dict[str, list[dict[str, Any]]] = session.info.setdefault(_CONFLICTS_KEY, {})
+    return known
+
+
+def forget_conflicts(session: AsyncSession, customer_ids: list[str]) -> None:
+    known = _known_conflicts(session)
+    for customer_id in customer_ids:
+        known.pop(customer_id, None)
+
+
+async def refresh(
+    session: AsyncSession,
+    customer: store.Customer,
+    model: MatchModel,
+    *,
+    observed: list[Candidate] | None = None,
+) -> bool:
     """Recompute the golden record from its candidates: survivors, provenance, conflicts,
-    blocking keys. True when a golden value changed."""
-    attrs = await store.attributes(session, customer.id)
-    candidates = [
-        Candidate(a.field, a.value, a.system, a.ref, a.verified, aware(a.observed_at))
-        for a in attrs
-    ]
+    blocking keys. True when a golden value changed.
+
+    ``observed``: a record being created, made only of these candidates; nothing of it is
+    in the database yet (no stored candidates, keys or conflicts to read or replace, and no
+    other record holds its email: the deterministic lookup found none)."""
+    new = observed is not None
+    if observed is None:
+        candidates = [
+            Candidate(a.field, a.value, a.system, a.ref, a.verified, aware(a.observed_at))
+            for a in await store.attributes(session, customer.id)
+        ]
+    else:
+        candidates = observed
     chosen, conflicts = survive(candidates)
     changed = False
     values = {name: (chosen[name].value if name in chosen else None) for name in RECORD_FIELDS}
     email = values.get("email")
-    if email and email != customer.email:
-        holder = (
-            await session.execute(
-                select(store.Customer.id).where(
-                    store.Customer.email == email, store.Customer.id != customer.id
-                )
-            )
-        ).first()
-        if holder is not None:  # another record holds it: keep ours until they are merged
-            values["email"] = customer.email
+    if (
+        not new
+        and email
+        and email != customer.email
+        and await store.email_holder(session, email, customer.id) is not None
+    ):  # another record holds it: keep ours until they are merged
+        values["email"] = customer.email
     for name, value in values.items():
         if getattr(customer, name) != value:
             setattr(customer, name, value)
             changed = True
     extra = {k: v for k, v in (customer.sources or {}).items() if k not in RECORD_FIELDS}
     customer.sources = {**extra, **{name: s.ref for name, s in chosen.items()}}
-    await session.execute(delete(store.Conflict).where(store.Conflict.customer_id == customer.id))
-    now = max((c.observed_at for c in candidates), default=customer.updated_at)
-    for conflict in conflicts:
-        session.add(
-            store.Conflict(
-                customer_id=customer.id,
-                field=conflict.field,
-                chosen=conflict.chosen,
-                rule=conflict.rule,
-                candidates=[
-                    {
-                        "value": c.value,
-                        "system": c.system,
-                        "ref": c.ref,
-                        "verified": c.verified,
-                        "observed_at": c.observed_at.isoformat(),
-                    }
-                    for c in conflict.candidates
-                ],
-                detected_at=now,
-            )
-        )
     record = match_record(values)
     customer.sort_key = model.sort_key(record)[:200] or None
-    await session.execute(delete(store.MatchKey).where(store.MatchKey.customer_id == customer.id))
-    for key in sorted(model.keys(record)):
-        session.add(store.MatchKey(customer_id=customer.id, key=key[:120]))
-    await session.flush()
+    await session.flush()  # the customer row first (foreign keys)
+    if not new:
+        await session.execute(store.DELETE_CONFLICTS, {"id": customer.id})
+        await session.execute(store.DELETE_MATCH_KEYS, {"id": customer.id})
+    now = max((c.observed_at for c in candidates), default=customer.updated_at)
+    rows = [
+        {
+            "customer_id": customer.id,
+            "field": conflict.field,
+            "chosen": conflict.chosen,
+            "rule": conflict.rule,
+            "candidates": [
+                {
+                    "value": c.value,
+                    "system": c.system,
+                    "ref": c.ref,
+                    "verified": c.verified,
+                    "observed_at": c.observed_at.isoformat(),
+                }
+                for c in conflict.candidates
+            ],
+            "detected_at": now,
+        }
+        for conflict in conflicts
+    ]
+    if rows:
+        await session.execute(store.INSERT_CONFLICTS, rows)
+    _known_conflicts(session)[customer.id] = rows
+    keys = [{"customer_id": customer.id, "key": key[:120]} for key in sorted(model.keys(record))]
+    if keys:
+        await session.execute(store.INSERT_MATCH_KEYS, keys)
     return changed
 
 
@@ -388,9 +444,10 @@ async def merge(
     absorbed.sort_key = None
     absorbed.merged_into = survivor.id
     absorbed.updated_at = now
-    await session.execute(delete(store.MatchKey).where(store.MatchKey.customer_id == absorbed.id))
-    await session.execute(delete(store.Conflict).where(store.Conflict.customer_id == absorbed.id))
     await session.flush()
+    await session.execute(store.DELETE_MATCH_KEYS, {"id": absorbed.id})
+    await session.execute(store.DELETE_CONFLICTS, {"id": absorbed.id})
+    _known_conflicts(session)[absorbed.id] = []
     if absorbed.status == "customer":
         survivor.status = "customer"
     survivor.lifetime_value = (survivor.lifetime_value or Decimal(0)) + (
@@ -463,11 +520,12 @@ async def announce(
 ) -> None:
     """``customer.updated`` through the outbox, and one push per sync target, in the same
     transaction as the change."""
-    conflicts = (
-        await uow.session.execute(
-            select(store.Conflict).where(store.Conflict.customer_id == customer.id)
-        )
-    ).scalars()
+    known = _known_conflicts(uow.session).get(customer.id)
+    if known is None:
+        known = [
+            {"field": c.field, "chosen": c.chosen, "rule": c.rule, "candidates": c.candidates}
+            for c in await store.conflicts(uow.session, customer.id)
+        ]
     fields = {
         **golden(customer),
         "status": customer.status,
@@ -480,8 +538,13 @@ async def announce(
             fields=fields,
             sources=dict(customer.sources or {}),
             conflicts=[
-                {"field": c.field, "chosen": c.chosen, "rule": c.rule, "values": c.candidates}
-                for c in conflicts
+                {
+                    "field": c["field"],
+                    "chosen": c["chosen"],
+                    "rule": c["rule"],
+                    "values": c["candidates"],
+                }
+                for c in known
             ],
         ),
         contract_version,

@@ -17,14 +17,25 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    Row,
+    Select,
     String,
     Text,
     UniqueConstraint,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    literal_column,
+    or_,
     select,
     text,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crm_sync.domain import RECORD_FIELDS
 
 ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -215,6 +226,160 @@ class TimelineEntry(Base):
 
 
 # ---- queries -------------------------------------------------------------------------------
+# The statements of the per-event path are built once, with bind parameters: building a
+# SQLAlchemy expression (column comparisons, coercions) cost more CPU than running the query
+# on SQLite (``python -m bench.entity_resolution.handler_cost``). A built statement also
+# keeps its cache key, so SQLAlchemy finds its compiled form without recomputing it.
+
+_LIVE = select(Customer).where(Customer.id == bindparam("id"))
+# Lock and reload in one round trip (what ``session.refresh`` after the lock did in two).
+_LOCK_ROW = (
+    select(Customer)
+    .where(Customer.id == bindparam("id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+# One round trip for all of a record's keys. The keys are sorted in a subquery that PostgreSQL
+# cannot flatten (ORDER BY, set-returning function), so the locks are taken in that order:
+# two writers sharing keys never wait on each other crosswise.
+_LOCK_KEYS = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0))"
+    " FROM (SELECT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered"
+)
+_BY_LEAD = select(Customer).join(CustomerLead).where(CustomerLead.lead_id == bindparam("lead_id"))
+_BY_REF = select(Customer).join(SourceRecord).where(SourceRecord.ref == bindparam("ref"))
+_BY_EMAIL = select(Customer).where(Customer.email == bindparam("value"))
+_BY_PHONE = (
+    select(Customer)
+    .where(Customer.phone == bindparam("value"), Customer.merged_into.is_(None))
+    .order_by(Customer.created_at)
+    .limit(1)
+)
+_BY_TAX_ID = (
+    select(Customer)
+    .where(Customer.tax_id == bindparam("value"), Customer.merged_into.is_(None))
+    .limit(1)
+)
+_BY_ATTRIBUTE = (
+    select(Customer)
+    .join(Attribute, Attribute.customer_id == Customer.id)
+    .where(Attribute.field == bindparam("field"), Attribute.value == bindparam("value"))
+    .order_by(Customer.created_at)
+    .limit(1)
+)
+
+
+def _holding(rank: int, column: Any, name: str, *, live_only: bool) -> Select[str, datetime, int]:
+    query = select(
+        Customer.id, Customer.created_at, literal_column(str(rank), Integer).label("rank")
+    )
+    query = query.where(column == bindparam(name))
+    return query.where(Customer.merged_into.is_(None)) if live_only else query
+
+
+def _valued(rank: int, name: str) -> Select[str, datetime, int]:
+    return (
+        select(Customer.id, Customer.created_at, literal_column(str(rank), Integer).label("rank"))
+        .join(Attribute, Attribute.customer_id == Customer.id)
+        .where(Attribute.field == name, Attribute.value == bindparam(name))
+    )
+
+
+# by_email, else by_phone, else by_tax_id in one statement: the rank keeps that order (the
+# golden column before any source's value, as each of them does), created_at the oldest.
+_IDENTITY = union_all(
+    _holding(0, Customer.email, "email", live_only=False),
+    _valued(1, "email"),
+    _holding(2, Customer.phone, "phone", live_only=True),
+    _valued(3, "phone"),
+    _holding(4, Customer.tax_id, "tax_id", live_only=True),
+    _valued(5, "tax_id"),
+).subquery("identity")
+_BY_IDENTITY = (
+    select(Customer)
+    .join(_IDENTITY, _IDENTITY.c.id == Customer.id)
+    .order_by(_IDENTITY.c.rank, _IDENTITY.c.created_at)
+    .limit(1)
+)
+
+# What the matcher reads of a candidate: plain rows, not ORM objects (loading ~50 customers
+# into the identity map per lead was the largest single cost of a lead).
+_TABLES = Base.metadata.tables
+_customers = _TABLES["customers"]
+_attributes = _TABLES["customer_attributes"]
+_source_records = _TABLES["source_records"]
+# ``beyond_leads``: the candidate holds a value or a record of another system than lead forms
+# (it decides whether a best match may merge on its own; read for every candidate in the
+# same round trip instead of one more query for the best).
+MATCH_COLUMNS = (
+    _customers.c.id,
+    _customers.c.erased_at,
+    *(_customers.c[name] for name in RECORD_FIELDS),
+    or_(
+        exists().where(
+            _attributes.c.customer_id == _customers.c.id, _attributes.c.system != "lead"
+        ),
+        exists().where(
+            _source_records.c.customer_id == _customers.c.id, _source_records.c.system != "lead"
+        ),
+    ).label("beyond_leads"),
+)
+_match_keys = _TABLES["match_keys"]
+_KEYED = (
+    select(_match_keys.c.customer_id)
+    .where(
+        _match_keys.c.key.in_(bindparam("keys", expanding=True)),
+        _match_keys.c.customer_id != bindparam("exclude"),
+    )
+    .distinct()
+    .limit(bindparam("limit", type_=Integer))
+)
+_NEARBY = select(*MATCH_COLUMNS).where(
+    _customers.c.merged_into.is_(None), _customers.c.id != bindparam("exclude")
+)
+_BELOW = (
+    _NEARBY.add_columns(literal_column("1").label("part"))
+    .where(_customers.c.sort_key <= bindparam("sort_key"))
+    .order_by(_customers.c.sort_key.desc())
+    .limit(bindparam("window", type_=Integer))
+    .subquery("below")
+)
+_ABOVE = (
+    _NEARBY.add_columns(literal_column("2").label("part"))
+    .where(_customers.c.sort_key > bindparam("sort_key"))
+    .order_by(_customers.c.sort_key)
+    .limit(bindparam("window", type_=Integer))
+    .subquery("above")
+)
+_CANDIDATES = union_all(
+    select(*MATCH_COLUMNS, literal_column("0").label("part")).where(
+        _customers.c.id.in_(_KEYED), _customers.c.merged_into.is_(None)
+    ),
+    select(_BELOW),
+    select(_ABOVE),
+)
+_ATTRIBUTES = (
+    select(Attribute).where(Attribute.customer_id == bindparam("id")).order_by(Attribute.id)
+)
+_OF_REF = select(Attribute).where(Attribute.ref == bindparam("ref"))
+_EMAIL_HOLDER = select(Customer.id).where(
+    Customer.email == bindparam("email"), Customer.id != bindparam("id")
+)
+_CONFLICTS = select(Conflict).where(Conflict.customer_id == bindparam("id"))
+# Rows nothing reads back as objects in the same unit of work are written through Core: no
+# identity map, no ORM bulk-statement bookkeeping, one executemany per table. (Core
+# statements do not autoflush: their callers flush the customer row first.)
+DELETE_CONFLICTS = delete(_TABLES["conflicts"]).where(
+    _TABLES["conflicts"].c.customer_id == bindparam("id")
+)
+DELETE_MATCH_KEYS = delete(_TABLES["match_keys"]).where(
+    _TABLES["match_keys"].c.customer_id == bindparam("id")
+)
+INSERT_ATTRIBUTES = insert(_TABLES["customer_attributes"])
+INSERT_MATCH_KEYS = insert(_TABLES["match_keys"])
+INSERT_CONFLICTS = insert(_TABLES["conflicts"])
+INSERT_REVIEW = insert(_TABLES["reviews"])
+INSERT_TIMELINE = insert(_TABLES["timeline"])
 
 
 async def live(session: AsyncSession, customer: Customer | None) -> Customer | None:
@@ -226,14 +391,16 @@ async def live(session: AsyncSession, customer: Customer | None) -> Customer | N
     return customer
 
 
+def _is_postgresql(session: AsyncSession) -> bool:
+    bind = session.bind
+    return bind is not None and bind.dialect.name == "postgresql"
+
+
 async def lock(session: AsyncSession, customer: Customer) -> None:
     """Serialise writers of one golden record (PostgreSQL row lock until commit): its
     candidates, keys and conflicts are rewritten as a whole. SQLite has one writer anyway."""
-    bind = session.bind
-    if bind is not None and bind.dialect.name == "postgresql":
-        query = select(Customer.id).where(Customer.id == customer.id).with_for_update()
-        await session.execute(query)
-        await session.refresh(customer)
+    if _is_postgresql(session):
+        await session.execute(_LOCK_ROW, {"id": customer.id})
 
 
 async def lock_keys(session: AsyncSession, keys: list[str]) -> None:
@@ -241,74 +408,97 @@ async def lock_keys(session: AsyncSession, keys: list[str]) -> None:
     with transaction-scoped advisory locks on PostgreSQL, taken in a fixed order: the
     second of two concurrent writers of one person waits, then finds the first's record
     instead of failing on the unique email and being retried."""
-    bind = session.bind
-    if bind is None or bind.dialect.name != "postgresql":
-        return
-    for key in sorted(set(keys)):
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
-        )
+    if keys and _is_postgresql(session):
+        await session.execute(_LOCK_KEYS, {"keys": sorted(set(keys))})
 
 
 async def by_lead(session: AsyncSession, lead_id: str) -> Customer | None:
-    query = select(Customer).join(CustomerLead).where(CustomerLead.lead_id == lead_id)
-    return await live(session, (await session.execute(query)).scalar_one_or_none())
+    found = (await session.execute(_BY_LEAD, {"lead_id": lead_id})).scalar_one_or_none()
+    return await live(session, found)
 
 
 async def by_ref(session: AsyncSession, ref: str) -> Customer | None:
-    query = select(Customer).join(SourceRecord).where(SourceRecord.ref == ref)
-    return await live(session, (await session.execute(query)).scalar_one_or_none())
+    found = (await session.execute(_BY_REF, {"ref": ref})).scalar_one_or_none()
+    return await live(session, found)
 
 
 async def by_email(session: AsyncSession, email: str) -> Customer | None:
-    query = select(Customer).where(Customer.email == email)
-    found = (await session.execute(query)).scalar_one_or_none()
+    found = (await session.execute(_BY_EMAIL, {"value": email})).scalar_one_or_none()
     if found is None:
         found = await by_attribute(session, "email", email)
     return await live(session, found)
 
 
 async def by_phone(session: AsyncSession, phone: str) -> Customer | None:
-    query = (
-        select(Customer)
-        .where(Customer.phone == phone, Customer.merged_into.is_(None))
-        .order_by(Customer.created_at)
-    )
-    found = (await session.execute(query)).scalars().first()
+    found = (await session.execute(_BY_PHONE, {"value": phone})).scalars().first()
     if found is None:
         found = await by_attribute(session, "phone", phone)
     return await live(session, found)
 
 
 async def by_tax_id(session: AsyncSession, tax_id: str) -> Customer | None:
-    query = select(Customer).where(Customer.tax_id == tax_id, Customer.merged_into.is_(None))
-    found = (await session.execute(query)).scalars().first()
+    found = (await session.execute(_BY_TAX_ID, {"value": tax_id})).scalars().first()
     if found is None:
         found = await by_attribute(session, "tax_id", tax_id)
     return await live(session, found)
 
 
 async def by_attribute(session: AsyncSession, field: str, value: str) -> Customer | None:
-    query = (
-        select(Customer)
-        .join(Attribute, Attribute.customer_id == Customer.id)
-        .where(Attribute.field == field, Attribute.value == value)
-        .order_by(Customer.created_at)
-    )
-    return await live(session, (await session.execute(query)).scalars().first())
+    params = {"field": field, "value": value}
+    return await live(session, (await session.execute(_BY_ATTRIBUTE, params)).scalars().first())
+
+
+async def by_identity(
+    session: AsyncSession, email: str | None, phone: str | None, tax_id: str | None
+) -> Customer | None:
+    """The same as :func:`by_email`, else :func:`by_phone`, else :func:`by_tax_id`, in one
+    round trip (a missing key matches nothing)."""
+    if not (email or phone or tax_id):
+        return None
+    params = {"email": email or None, "phone": phone or None, "tax_id": tax_id or None}
+    return await live(session, (await session.execute(_BY_IDENTITY, params)).scalars().first())
 
 
 async def attributes(session: AsyncSession, customer_id: str) -> list[Attribute]:
-    query = select(Attribute).where(Attribute.customer_id == customer_id).order_by(Attribute.id)
-    return list((await session.execute(query)).scalars())
+    return list((await session.execute(_ATTRIBUTES, {"id": customer_id})).scalars())
 
 
-async def systems(session: AsyncSession, customer_id: str) -> set[str]:
-    """The kinds of source (lead, crm, billing) a customer's values came from."""
-    query = select(Attribute.system).where(Attribute.customer_id == customer_id).distinct()
-    found = set((await session.execute(query)).scalars())
-    query = select(SourceRecord.system).where(SourceRecord.customer_id == customer_id).distinct()
-    return found | set((await session.execute(query)).scalars())
+async def attributes_of(session: AsyncSession, ref: str) -> list[Attribute]:
+    """What one source record said (every field), to update in place."""
+    return list((await session.execute(_OF_REF, {"ref": ref})).scalars())
+
+
+async def email_holder(session: AsyncSession, email: str, other_than: str) -> str | None:
+    params = {"email": email, "id": other_than}
+    return (await session.execute(_EMAIL_HOLDER, params)).scalar()
+
+
+async def conflicts(session: AsyncSession, customer_id: str) -> list[Conflict]:
+    return list((await session.execute(_CONFLICTS, {"id": customer_id})).scalars())
+
+
+async def candidates(
+    session: AsyncSession,
+    keys: list[str],
+    sort_key: str | None,
+    exclude: str,
+    limit: int,
+    window: int,
+) -> list[Row[Any]]:
+    """Candidates sharing a blocking key (at most ``limit``), then the ``window`` customers
+    on each side of ``sort_key`` (sorted neighbourhood), as rows of :data:`MATCH_COLUMNS`,
+    in that order; one round trip."""
+    if not keys and (not sort_key or window <= 0):
+        return []
+    params = {
+        "keys": keys,
+        "exclude": exclude,
+        "limit": limit,
+        "sort_key": sort_key or None,
+        "window": max(window, 0),
+    }
+    rows = list(await session.execute(_CANDIDATES, params))
+    return sorted(rows, key=lambda row: int(row.part))  # stable: each part keeps its order
 
 
 async def lead_ids(session: AsyncSession, customer_id: str) -> list[str]:
@@ -333,32 +523,3 @@ async def timeline(session: AsyncSession, customer_id: str) -> list[TimelineEntr
 async def offers(session: AsyncSession, customer_id: str) -> list[Offer]:
     query = select(Offer).where(Offer.customer_id == customer_id).order_by(Offer.given_at, Offer.id)
     return list((await session.execute(query)).scalars())
-
-
-async def candidates_by_keys(
-    session: AsyncSession, keys: list[str], exclude: str, limit: int
-) -> list[Customer]:
-    if not keys:
-        return []
-    ids = (
-        select(MatchKey.customer_id)
-        .where(MatchKey.key.in_(keys), MatchKey.customer_id != exclude)
-        .distinct()
-        .limit(limit)
-    )
-    query = select(Customer).where(Customer.id.in_(ids), Customer.merged_into.is_(None))
-    return list((await session.execute(query)).scalars())
-
-
-async def neighbours(
-    session: AsyncSession, sort_key: str | None, exclude: str, window: int
-) -> list[Customer]:
-    """Sorted neighbourhood: the ``window`` customers on each side of ``sort_key``."""
-    if not sort_key or window <= 0:
-        return []
-    base = select(Customer).where(Customer.merged_into.is_(None), Customer.id != exclude)
-    below = base.where(Customer.sort_key <= sort_key).order_by(Customer.sort_key.desc())
-    above = base.where(Customer.sort_key > sort_key).order_by(Customer.sort_key)
-    found = list((await session.execute(below.limit(window))).scalars())
-    found += list((await session.execute(above.limit(window))).scalars())
-    return found

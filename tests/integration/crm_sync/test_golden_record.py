@@ -40,12 +40,14 @@ async def test_a_lead_becomes_a_customer_record(system_factory: SystemFactory) -
         return (await lookup(client, email="ana@acme.example"))["customer"]  # type: ignore[return-value]
 
     customer = await eventually(found)
+    assert customer is not None
     assert customer["lead_ids"] == ["L1"]
     assert customer["phone"] == "+34612345678"
     assert (await lookup(client, email="ana@acme.example"))["is_customer"] is False
     record = await client.get(f"/v1/customers/{customer['customer_id']}")
     assert record.json()["name"] == "Ana"
-    updates = system.events("customer.updated")
+    # published by the outbox relay after the commit: waited for, not assumed
+    updates = await eventually(lambda: system.events("customer.updated"))
     assert [u.subject for u in updates] == [customer["customer_id"]]
 
 

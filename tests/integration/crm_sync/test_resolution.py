@@ -3,7 +3,7 @@ address is one customer; unsure pairs wait in the review queue; merges can be un
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from leadpact.events import LeadContacted, LeadCreated
@@ -253,3 +253,42 @@ async def test_erasing_one_side_of_an_open_review_closes_it(crm_factory: CrmFact
     assert await get(system, "/v1/reviews") == []
     (closed,) = await get(system, "/v1/reviews", status="rejected")
     assert closed["decided_by"] == "erasure" and closed["detail"] == {}
+
+
+async def test_an_email_outranks_a_phone_another_customer_holds(crm_factory: CrmFactory) -> None:
+    """The deterministic keys are tried in order (email, then phone, then tax id) — in one
+    query since issue 9, so the order is what this guards — and the event announcing the
+    change carries the conflicts the store holds."""
+    system = await crm_factory()
+    await system.publish(lead("L1"))
+    ana = await customer_of(system, "ana.garcia@gmail.example")
+    other = {"first_name": "Luis", "last_name": "Pérez", "company": "Globex"}
+    await system.publish(lead("L2", email="luis@globex.example", phone="+34 699 11 22 33", **other))
+    luis = await customer_of(system, "luis@globex.example")
+    assert luis["customer_id"] != ana["customer_id"]
+    # her email, his phone (a shared office line), a day later: she is who the email says
+    later = lead("L3", phone="+34 699 11 22 33", title="CEO")
+    await system.publish(later.model_copy(update={"created_at": NOW + timedelta(days=1)}))
+
+    async def joined() -> dict[str, Any] | None:
+        found = await customer_of(system, "ana.garcia@gmail.example")
+        return found if found["lead_ids"] == ["L1", "L3"] else None
+
+    after = await eventually(joined)
+    assert after["customer_id"] == ana["customer_id"]
+    assert (await customer_of(system, "luis@globex.example"))["lead_ids"] == ["L2"]
+    stored = await get(system, "/v1/conflicts", customer_id=ana["customer_id"])
+    assert {c["field"] for c in stored} == {"phone", "title"}
+
+    async def announced() -> list[list[dict[str, Any]]] | None:
+        mine = [
+            e.data.conflicts
+            for e in system.events("customer.updated")
+            if e.data.customer_id == ana["customer_id"]
+        ]
+        return mine if len(mine) == 2 else None
+
+    _, conflicts = await eventually(announced)
+    assert [(c["field"], c["chosen"], c["values"]) for c in conflicts] == [
+        (c["field"], c["chosen"], c["values"]) for c in sorted(stored, key=lambda c: c["field"])
+    ]
