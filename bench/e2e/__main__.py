@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
+
 from bench.record import Figure, record
 from leadpact.bus import Message
 from leadpact.bus.memory import MemoryBus
@@ -116,6 +118,18 @@ def figures_of(
     }
 
 
+def count_statements(apps: dict[str, tuple[Any, int]]) -> dict[str, int]:
+    """SQL statements each service runs (counted as they go to the driver)."""
+    counts = dict.fromkeys(apps, 0)
+    for name, (app, _) in apps.items():
+
+        def count(*_args: Any, name: str = name) -> None:
+            counts[name] += 1
+
+        event.listen(app.state.ctx.db.engine.sync_engine, "before_cursor_execute", count)
+    return counts
+
+
 def cpu_per_lead(cpu_seconds: float, leads: int) -> dict[str, float]:
     """CPU the whole embedded process spent per accepted lead, all five services: unlike
     latency, it does not depend on what else the machine is running."""
@@ -138,6 +152,7 @@ async def one_rate(rate: int, var: Path, seconds: float = SECONDS) -> dict[str, 
     await asyncio.sleep(2)  # servers binding and migrating
     await bus.subscribe("bench-e2e", ["lead.scored"], on_scored)
     await settle()
+    statements = count_statements(apps)
     cpu_before = time.process_time()
     sent, http = await run_load(f"http://127.0.0.1:{ports['intake']}", rate, var, seconds)
     await wait_for(scored, sent)
@@ -149,7 +164,11 @@ async def one_rate(rate: int, var: Path, seconds: float = SECONDS) -> dict[str, 
     with contextlib.suppress(asyncio.CancelledError):
         await server
     figures = figures_of(sent, scored, armed_times(var / "sla-monitor.db"), http)
-    return figures | cpu_per_lead(cpu, len(sent))
+    per_lead = {
+        f"statements_per_lead_{name}": round(n / max(1, len(sent)), 1)
+        for name, n in statements.items()
+    }
+    return figures | cpu_per_lead(cpu, len(sent)) | per_lead
 
 
 async def one_rate_distributed(rate: int, var: Path, seconds: float = SECONDS) -> dict[str, Any]:
