@@ -93,20 +93,32 @@ def insert_for(session: AsyncSession) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
+_ARM = {
+    postgres: (postgresql.insert if postgres else sqlite.insert)(
+        DeadlineRow.__table__  # type: ignore[arg-type]  # the Table: a Core insert, with rowcount
+    ).on_conflict_do_nothing(index_elements=["lead_id", "clause", "round"])
+    for postgres in (True, False)
+}
+
+
 async def arm(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert the deadline unless this (lead, clause) has one; True when inserted.
 
     Without a ``partition`` (a deadline armed outside a ``lead.scored`` delivery, such as
     an escalation's next round) it takes the partition of the lead's existing deadlines,
     so every deadline of a lead is watched by the same instance."""
-    values = {"round": 0, **values, "status": OPEN}
-    if values.get("partition") is None:
-        values["partition"] = (
-            select(DeadlineRow.partition)
-            .where(DeadlineRow.lead_id == values["lead_id"], DeadlineRow.partition.is_not(None))
-            .limit(1)
-            .scalar_subquery()
-        )
+    values = {"round": 0, "team": None, **values, "status": OPEN}
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    if values.get("partition") is not None:
+        # The hot path (every MQL): a statement built once, only the values bound.
+        result = await session.execute(_ARM[dialect == "postgresql"], values)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+    values["partition"] = (
+        select(DeadlineRow.partition)
+        .where(DeadlineRow.lead_id == values["lead_id"], DeadlineRow.partition.is_not(None))
+        .limit(1)
+        .scalar_subquery()
+    )
     stmt = insert_for(session)(DeadlineRow).values(**values)
     result = await session.execute(
         stmt.on_conflict_do_nothing(index_elements=["lead_id", "clause", "round"])
