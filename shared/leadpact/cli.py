@@ -14,6 +14,8 @@ migrations_app = typer.Typer(help="Database migrations of a service.")
 app.add_typer(migrations_app, name="migrations")
 dlq_app = typer.Typer(help="Dead-letter topics (Kafka): list and replay parked events.")
 app.add_typer(dlq_app, name="dlq")
+keys_app = typer.Typer(help="API keys of the management routes (LEADPACT_API_KEYS).")
+app.add_typer(keys_app, name="keys")
 
 
 def _bootstrap() -> tuple[str, bool]:
@@ -101,6 +103,20 @@ def migrations_new(service: str, message: Annotated[str, typer.Option("-m")]) ->
     from leadpact.migrations import new_revision
 
     new_revision(load_services()[service].migrations, message)
+
+
+@keys_app.command("new")
+def keys_new(
+    name: Annotated[str, typer.Option(help="Who holds the key, e.g. ops or bi")],
+    scope: Annotated[list[str], typer.Option(help="A scope, e.g. models:admin; repeatable")],
+) -> None:
+    """Print a fresh key (shown once, never stored) and the JSON entry to add to
+    LEADPACT_API_KEYS; the services keep only its SHA-256."""
+    from leadpact.apikeys import new_key
+
+    secret, entry = new_key(name, scope)
+    typer.echo(f"key (give it to {name}; it is not shown again): {secret}")
+    typer.echo(f"entry for LEADPACT_API_KEYS: {entry.model_dump_json()}")
 
 
 def main() -> None:

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_CONTRACT = Path(__file__).parent / "contracts" / "default.yaml"
+
+
+class ApiKeyEntry(BaseModel):
+    """One API key of the management routes: its name, the hex SHA-256 of the secret (the
+    secret itself is never configured) and its scopes (see :mod:`leadpact.apikeys`)."""
+
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
+    scopes: list[str]
 
 
 class Settings(BaseSettings):
@@ -42,3 +51,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     crm_sync_url: str = Field("http://127.0.0.1:8005", description="crm-sync base URL")
+    require_api_key: bool = Field(
+        False,
+        description="Management routes need an X-API-Key (off for `make run`; on in production)",
+    )
+    api_keys: list[ApiKeyEntry] = Field(
+        default_factory=list,
+        description='JSON list of {"name", "sha256", "scopes"} (`leadpact keys new`)',
+    )

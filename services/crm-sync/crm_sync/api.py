@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,6 +29,7 @@ from crm_sync.records import aware
 from crm_sync.runtime import runtime
 from crm_sync.signatures import SignatureError, verify
 from crm_sync.survivorship import Candidate, survive
+from leadpact.apikeys import require_scope
 from leadpact.service import ServiceContext
 
 
@@ -159,11 +160,16 @@ def _404(message: str) -> HTTPException:
 def build_router(ctx: ServiceContext) -> APIRouter:
     crm = runtime(ctx)
     router = APIRouter()
+    # Management routes need a key with their scope; the webhooks authenticate by signature.
+    read = [Depends(require_scope(ctx.settings, "customers:read"))]
+    write = [Depends(require_scope(ctx.settings, "customers:write"))]
+    erase = [Depends(require_scope(ctx.settings, "privacy:erase"))]
 
     # ---- customers ------------------------------------------------------------------
 
     @router.get(
         "/v1/customers/lookup",
+        dependencies=read,
         response_model=Lookup,
         tags=["customers"],
         summary="Is this person already known, and a paying customer?",
@@ -188,6 +194,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get(
         "/v1/customers/{customer_id}",
+        dependencies=read,
         response_model=CustomerOut,
         tags=["customers"],
         summary="The golden record of one customer (a merged id leads to the survivor)",
@@ -199,6 +206,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get(
         "/v1/customers/{customer_id}/timeline",
+        dependencies=read,
         response_model=list[TimelineItem],
         tags=["customers"],
         summary="Every interaction with this customer, oldest first",
@@ -217,6 +225,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get(
         "/v1/customers/{customer_id}/offers",
+        dependencies=read,
         response_model=list[OfferOut],
         tags=["customers"],
         summary="Discounts this customer was already given, so none is offered twice",
@@ -244,6 +253,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get(
         "/v1/customers/{customer_id}/merges",
+        dependencies=read,
         response_model=list[MergeOut],
         tags=["resolution"],
         summary="Merges this customer took part in (history, undone ones included)",
@@ -265,6 +275,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get(
         "/v1/conflicts",
+        dependencies=read,
         response_model=list[ConflictOut],
         tags=["resolution"],
         summary="Fields whose sources disagree: every value, and the one that survived",
@@ -304,6 +315,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get(
         "/v1/reviews",
+        dependencies=read,
         response_model=list[ReviewOut],
         tags=["resolution"],
         summary="Pairs the matcher was unsure about (the uncertain band), oldest first",
@@ -324,6 +336,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.post(
         "/v1/reviews/{review_id}",
+        dependencies=write,
         response_model=ReviewOut,
         tags=["resolution"],
         summary="Accept (merge the pair) or reject (keep them apart for good)",
@@ -341,6 +354,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.post(
         "/v1/merges/{merge_id}/undo",
+        dependencies=write,
         response_model=MergeOut,
         tags=["resolution"],
         summary="Un-merge: both records come back as they were, the history stays",
@@ -487,6 +501,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get(
         "/v1/sync",
+        dependencies=read,
         response_model=list[SyncOut],
         tags=["sync"],
         summary="The outbound sync log: pushes to the CRM and billing, newest first",
@@ -522,6 +537,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
     @router.delete(
         "/v1/subjects",
+        dependencies=erase,
         response_model=ErasureOut,
         tags=["privacy"],
         summary="Erase a person: personal fields removed here, privacy.erased emitted",

@@ -6,13 +6,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path
+from fastapi import APIRouter, Body, Depends, HTTPException, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from feedback import recording, store
 from feedback.domain.activities import Activity, Problem, attempts_owed, reason_catalogue
 from feedback.metrics import FeedbackMetrics
+from leadpact.apikeys import require_scope
 from leadpact.service import ServiceContext
 
 
@@ -75,11 +76,14 @@ def problem_response(problem: Problem) -> JSONResponse:
 
 def build_router(ctx: ServiceContext) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["activities"])
+    read = [Depends(require_scope(ctx.settings, "activities:read"))]
+    write = [Depends(require_scope(ctx.settings, "activities:write"))]
     metrics: FeedbackMetrics = ctx.extras["feedback_metrics"]
 
     @router.post(
         "/activities",
         status_code=202,
+        dependencies=write,
         summary="Report a sales activity: contacted, accepted, rejected (with a contract "
         "reason), won or lost",
         responses={
@@ -98,7 +102,11 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             event_id=result.event.id, type=result.event.topic, lead_id=result.event.subject
         )
 
-    @router.get("/rejection-reasons", summary="The contract's rejection reasons (en/es labels)")
+    @router.get(
+        "/rejection-reasons",
+        summary="The contract's rejection reasons (en/es labels)",
+        dependencies=read,
+    )
     async def rejection_reasons() -> dict[str, Any]:
         contract = ctx.contracts.current(ctx.clock.now().date())
         return {"contract_version": contract.version, "reasons": reason_catalogue(contract)}
@@ -106,6 +114,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     @router.get(
         "/leads/{lead_id}",
         summary="A lead's funnel facts and the attempts still owed",
+        dependencies=read,
         responses={404: {"description": "feedback has seen no event of this lead"}},
     )
     async def lead_funnel(lead_id: str = Path(max_length=64, pattern=r"^[^\x00]*$")) -> LeadFunnel:

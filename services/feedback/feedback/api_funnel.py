@@ -12,6 +12,7 @@ from feedback.domain.attribution import Model, Touch, attribute, bonus, by_campa
 from feedback.domain.funnel import GroupBy, Targets, cohorts, kpis, stages
 from feedback.domain.spend import SpendBatch, SpendItem, parse_csv
 from feedback.period import Period, period
+from leadpact.apikeys import require_scope
 from leadpact.contract import Contract
 from leadpact.service import ServiceContext
 
@@ -44,21 +45,36 @@ def _items(items: list[SpendItem]) -> list[dict[str, Any]]:
 
 def build_router(ctx: ServiceContext) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["funnel"])
+    funnel = [Depends(require_scope(ctx.settings, "funnel:read"))]
+    spend_read = [Depends(require_scope(ctx.settings, "spend:read"))]
+    spend_write = [Depends(require_scope(ctx.settings, "spend:write"))]
 
-    @router.get("/kpis", summary="Funnel KPIs of the MQLs of a period, optionally grouped")
+    @router.get(
+        "/kpis",
+        summary="Funnel KPIs of the MQLs of a period, optionally grouped",
+        dependencies=funnel,
+    )
     async def get_kpis(
         p: Annotated[Period, Depends(period)],
         group_by: Annotated[GroupBy | None, Query(description="one block per group")] = None,
     ) -> dict[str, Any]:
         return await kpi_report(ctx, p, group_by)
 
-    @router.get("/funnel", summary="TOFU / MOFU / BOFU: each step counted in the period")
+    @router.get(
+        "/funnel",
+        summary="TOFU / MOFU / BOFU: each step counted in the period",
+        dependencies=funnel,
+    )
     async def get_funnel(p: Annotated[Period, Depends(period)]) -> dict[str, Any]:
         async with ctx.uow() as uow:
             facts = await store.facts_between(uow.session, p.start, p.end)
         return {"from": p.start, "to": p.end, "stages": stages(facts, p.start, p.end)}
 
-    @router.get("/cohorts", summary="MQL cohorts by month: conversion to customer over time")
+    @router.get(
+        "/cohorts",
+        summary="MQL cohorts by month: conversion to customer over time",
+        dependencies=funnel,
+    )
     async def get_cohorts(p: Annotated[Period, Depends(period)]) -> dict[str, Any]:
         async with ctx.uow() as uow:
             facts = await store.facts_between(uow.session, p.start, p.end)
@@ -72,6 +88,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         "/spend",
         status_code=202,
         summary="Post ad spend per day, source and campaign (a repeated day replaces it)",
+        dependencies=spend_write,
     )
     async def post_spend(batch: Annotated[SpendBatch, Body()]) -> dict[str, int]:
         async with ctx.uow() as uow:
@@ -83,6 +100,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         "/spend/import",
         status_code=202,
         summary="Import ad spend as CSV: day,source,campaign,amount[,currency]",
+        dependencies=spend_write,
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -122,7 +140,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             await uow.commit()
         return {"rows": len(items)}
 
-    @router.get("/spend", summary="Ad spend of a period")
+    @router.get("/spend", summary="Ad spend of a period", dependencies=spend_read)
     async def get_spend(p: Annotated[Period, Depends(period)]) -> dict[str, Any]:
         async with ctx.uow() as uow:
             rows = await store.spend_between(uow.session, p.first_day, p.end_day)
@@ -142,7 +160,11 @@ def build_router(ctx: ServiceContext) -> APIRouter:
 
 
 def build_attribution_router(ctx: ServiceContext) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["attribution"])
+    router = APIRouter(
+        prefix="/v1",
+        tags=["attribution"],
+        dependencies=[Depends(require_scope(ctx.settings, "funnel:read"))],
+    )
 
     async def attributed(p: Period, model: Model | None) -> tuple[Model, list[dict[str, Any]]]:
         contract = ctx.contracts.current(p.first_day)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from feedback import store
@@ -19,11 +19,16 @@ from feedback.domain.report import (
     weekly,
 )
 from feedback.period import make_period
+from leadpact.apikeys import require_scope
 from leadpact.service import ServiceContext
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
-    router = APIRouter(prefix="/reports", tags=["reports"])
+    router = APIRouter(
+        prefix="/reports",
+        tags=["reports"],
+        dependencies=[Depends(require_scope(ctx.settings, "funnel:read"))],
+    )
 
     @router.get(
         "/weekly",

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from feedback import store
 from feedback.domain.review import Terms, parse_quarter, review
 from feedback.domain.review_report import render_csv, render_html
 from feedback.settings import FeedbackSettings
+from leadpact.apikeys import require_scope
 from leadpact.contract import Contract
 from leadpact.service import ServiceContext
 
@@ -49,7 +50,9 @@ async def quarterly_review(ctx: ServiceContext, quarter: str) -> dict[str, Any]:
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
-    router = APIRouter(tags=["reports"])
+    router = APIRouter(
+        tags=["reports"], dependencies=[Depends(require_scope(ctx.settings, "funnel:read"))]
+    )
 
     @router.get(
         "/v1/reviews/quarterly",

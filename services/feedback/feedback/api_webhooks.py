@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import (
     AwareDatetime,
@@ -37,6 +37,7 @@ from feedback.domain.webhooks import (
 )
 from feedback.metrics import FeedbackMetrics
 from feedback.settings import FeedbackSettings
+from leadpact.apikeys import require_scope
 from leadpact.service import ServiceContext
 
 ACTIVITY = TypeAdapter(Activity)
@@ -101,6 +102,8 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         "/crm-links",
         status_code=201,
         summary="Tell feedback which lead a CRM object (a HubSpot contact or deal) is",
+        # The only management route here: the webhooks below authenticate by signature.
+        dependencies=[Depends(require_scope(ctx.settings, "activities:write"))],
     )
     async def post_link(link: Annotated[LinkIn, Body()]) -> dict[str, str]:
         async with ctx.uow() as uow:

@@ -33,8 +33,17 @@ class CustomerDirectory:
     lead would otherwise wait for a timeout, and the pending checks are retried anyway.
     """
 
-    def __init__(self, base_url: str, timeout: float, clock: Clock, cooldown: timedelta) -> None:
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float,
+        clock: Clock,
+        cooldown: timedelta,
+        api_key: str = "",
+    ) -> None:
+        # crm-sync's lookup needs a key with customers:read once it requires API keys.
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=headers)
         self._clock = clock
         self._cooldown = cooldown
         self._quiet_until: datetime | None = None

@@ -50,6 +50,7 @@ def _build(ctx: ServiceContext, settings: IntakeSettings) -> Runtime:
         settings.customer_check_timeout_seconds,
         ctx.clock,
         cooldown=timedelta(seconds=settings.customer_check_retry_seconds),
+        api_key=settings.crm_sync_api_key,
     )
     graph = GraphClient(
         settings.graph_base_url,

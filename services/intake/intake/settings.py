@@ -48,6 +48,9 @@ class IntakeSettings(BaseSettings):
 
     customer_check: bool = Field(True, description="Ask crm-sync whether a lead is a customer")
     crm_sync_url: str = Field("", description="Overrides LEADPACT_CRM_SYNC_URL for intake")
+    crm_sync_api_key: str = Field(
+        "", description="X-API-Key intake sends to crm-sync (scope customers:read)"
+    )
     customer_check_timeout_seconds: float = 0.5
     customer_check_retry_seconds: float = Field(60.0, description="Retry of a pending check")
     worker_poll_seconds: float = Field(5.0, description="Workers look for due work this often")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel
 
+from leadpact.apikeys import require_scope
 from leadpact.service import ServiceContext
 from scoring import store
 from scoring.runtime import runtime
@@ -51,7 +52,11 @@ def _view(row: store.ScoreRow) -> ScoreView:
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["scores"])
+    router = APIRouter(
+        prefix="/v1",
+        tags=["scores"],
+        dependencies=[Depends(require_scope(ctx.settings, "scores:read"))],
+    )
     parts = runtime(ctx)
 
     @router.get(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -80,8 +81,15 @@ def predict(
         handle.close()
 
 
+def _key() -> dict[str, str]:
+    """The service's management routes need a key (``models:read``/``models:admin``) when it
+    requires API keys: taken from LEADPACT_API_KEY, never from the command line (history)."""
+    key = os.environ.get("LEADPACT_API_KEY", "")
+    return {"X-API-Key": key} if key else {}
+
+
 def _call(method: str, url: str) -> None:
-    answer = httpx.request(method, url, timeout=30)
+    answer = httpx.request(method, url, headers=_key(), timeout=30)
     typer.echo(json.dumps(answer.json(), indent=2))
     if answer.status_code >= 400:
         raise typer.Exit(1)
@@ -114,7 +122,7 @@ def register(
         "manifest": json.loads((model_dir / "model.json").read_text()),
         "booster": (model_dir / "booster.txt").read_text(),
     }
-    answer = httpx.post(f"{url}/v1/models", json=body, timeout=60)
+    answer = httpx.post(f"{url}/v1/models", json=body, headers=_key(), timeout=60)
     typer.echo(json.dumps(answer.json(), indent=2))
     if answer.status_code >= 400:
         raise typer.Exit(1)

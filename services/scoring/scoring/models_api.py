@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 
+from leadpact.apikeys import require_scope
 from leadpact.service import ServiceContext
 from scoring import store
 from scoring.model.calibrated import CalibratedModel
@@ -48,14 +49,19 @@ def _view(row: store.ModelRow) -> ModelView:
 
 def build_models_router(ctx: ServiceContext, retrainer: Retrainer) -> APIRouter:
     router = APIRouter(prefix="/v1/models", tags=["models"])
+    # Reading the registry is harmless; changing which model scores leads is not.
+    read = [Depends(require_scope(ctx.settings, "models:read"))]
+    admin = [Depends(require_scope(ctx.settings, "models:admin"))]
 
-    @router.get("", response_model=list[ModelView])
+    @router.get("", response_model=list[ModelView], dependencies=read)
     async def list_models() -> list[ModelView]:
         """Every model, newest first; at most one has status ``champion``."""
         async with ctx.db.session() as session:
             return [_view(r) for r in await store.models(session)]
 
-    @router.post("", response_model=ModelView, status_code=status.HTTP_201_CREATED)
+    @router.post(
+        "", response_model=ModelView, status_code=status.HTTP_201_CREATED, dependencies=admin
+    )
     async def upload(body: ModelUpload) -> ModelView:
         """Register a model trained offline (``scoring train``) as a challenger."""
         try:
@@ -87,7 +93,7 @@ def build_models_router(ctx: ServiceContext, retrainer: Retrainer) -> APIRouter:
             await session.commit()
             return _view(row)
 
-    @router.post("/{version}/promote", response_model=ModelView)
+    @router.post("/{version}/promote", response_model=ModelView, dependencies=admin)
     async def promote(version: str) -> ModelView:
         """Make this model the champion (the one live scoring uses)."""
         async with ctx.db.session() as session:
@@ -102,7 +108,7 @@ def build_models_router(ctx: ServiceContext, retrainer: Retrainer) -> APIRouter:
             retrainer.scoring.predictor = ModelPredictor(model_of(row))
             return _view(row)
 
-    @router.post("/rollback", response_model=ModelView)
+    @router.post("/rollback", response_model=ModelView, dependencies=admin)
     async def rollback() -> ModelView:
         """Retire the champion and bring back the one promoted before it."""
         async with ctx.db.session() as session:
@@ -123,7 +129,7 @@ def build_models_router(ctx: ServiceContext, retrainer: Retrainer) -> APIRouter:
             retrainer.scoring.predictor = ModelPredictor(model_of(previous))
             return _view(previous)
 
-    @router.post("/retrain", response_model=ModelView | None)
+    @router.post("/retrain", response_model=ModelView | None, dependencies=admin)
     async def retrain() -> ModelView | None:
         """Train a challenger now (promoted only if better); null when too few labels."""
         row = await retrainer.retrain()

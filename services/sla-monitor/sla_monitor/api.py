@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
+from leadpact.apikeys import require_scope
 from leadpact.events import Clause
 from leadpact.service import ServiceContext
 from sla_monitor import store
@@ -106,7 +107,11 @@ def _breach(row: store.DeadlineRow) -> Breach:
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["sla"])
+    router = APIRouter(
+        prefix="/v1",
+        tags=["sla"],
+        dependencies=[Depends(require_scope(ctx.settings, "sla:read"))],
+    )
 
     @router.get(
         "/leads/{lead_id}/sla",

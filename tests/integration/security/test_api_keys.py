@@ -4,24 +4,33 @@ exactly one class below, and each class is held to its rule.
 - ``HEALTH``: probes, open by design (plus ``/metrics`` and the docs, outside the schema).
 - ``SIGNED``: public ingestion that authenticates the sender itself (a platform's signature,
   a verify token, a shared key, an origin allow-list); see ``test_webhook_signatures``.
-- ``KEYED``: routes behind an API key with a scope (intake's ``X-API-Key``): no key → 401,
-  a key without the scope → 403, an unknown key → 401.
-- ``WITHOUT_KEYS``: management routes of the services that have no API-key mechanism at
-  all (scoring, sla-monitor, feedback, crm-sync) — the finding of the issue 9 audit (see
-  notes/issue-9.md, "Security"). They answer anyone; the test keeps the list exact, so a
-  route that gains a key check must move to ``KEYED`` with its scope, and a new route
-  must be classified before it ships.
+- ``KEYED``: routes behind an API key with a scope (``X-API-Key``): no key → 401, an
+  unknown key → 401, a key without the scope → 403. Intake's keys are its own (per source,
+  in its database, ``intake keys create``); the four other services share
+  ``leadpact.apikeys`` (keys in ``LEADPACT_API_KEYS``, ``leadpact keys new``).
+
+There is no fourth class: a new route must be classified before it ships, and a management
+route cannot be left open (the issue 9 audit found 44 such routes; see notes/issue-9.md,
+"Security").
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
+from typer.testing import CliRunner
 
+from leadpact.apikeys import new_key
+from leadpact.cli import app as leadpact_cli
+from leadpact.settings import ApiKeyEntry
 from tests.fixtures.system import SystemFactory
+from tests.fixtures.waiting import eventually
 from tests.integration.intake.test_api import LEAD, cli_run
 
 Route = tuple[str, str]  # (method, path as in the OpenAPI document)
@@ -51,64 +60,79 @@ SIGNED: dict[str, dict[Route, str]] = {
 
 KEYED: dict[str, dict[Route, str]] = {
     "intake": {("POST", "/v1/leads"): "leads:write", ("GET", "/v1/leads/{lead_id}"): "leads:read"},
-}
-
-WITHOUT_KEYS: dict[str, set[Route]] = {
-    "intake": set(),
     "scoring": {
-        ("GET", "/v1/scores/{lead_id}"),
-        ("GET", "/v1/models"),
-        ("POST", "/v1/models"),
-        ("POST", "/v1/models/{version}/promote"),
-        ("POST", "/v1/models/rollback"),
-        ("POST", "/v1/models/retrain"),
+        ("GET", "/v1/scores/{lead_id}"): "scores:read",
+        ("GET", "/v1/models"): "models:read",
+        ("POST", "/v1/models"): "models:admin",
+        ("POST", "/v1/models/{version}/promote"): "models:admin",
+        ("POST", "/v1/models/rollback"): "models:admin",
+        ("POST", "/v1/models/retrain"): "models:admin",
     },
     "sla-monitor": {
-        ("GET", "/v1/leads/{lead_id}/sla"),
-        ("GET", "/v1/breaches"),
-        ("GET", "/v1/compliance"),
-        ("GET", "/v1/teams"),
-        ("GET", "/v1/teams/{team_id}"),
-        ("PUT", "/v1/teams/{team_id}"),
-        ("GET", "/v1/members/{member_id}"),
-        ("PUT", "/v1/members/{member_id}"),
-        ("GET", "/v1/teams/{team_id}/load"),
-        ("GET", "/v1/leads/{lead_id}/owner"),
-        ("POST", "/v1/leads/{lead_id}/owner"),
-        ("GET", "/v1/notifications"),
+        ("GET", "/v1/leads/{lead_id}/sla"): "sla:read",
+        ("GET", "/v1/breaches"): "sla:read",
+        ("GET", "/v1/compliance"): "sla:read",
+        ("GET", "/v1/teams"): "routing:read",
+        ("GET", "/v1/teams/{team_id}"): "routing:read",
+        ("PUT", "/v1/teams/{team_id}"): "routing:write",
+        ("GET", "/v1/members/{member_id}"): "routing:read",
+        ("PUT", "/v1/members/{member_id}"): "routing:write",
+        ("GET", "/v1/teams/{team_id}/load"): "routing:read",
+        ("GET", "/v1/leads/{lead_id}/owner"): "routing:read",
+        ("POST", "/v1/leads/{lead_id}/owner"): "routing:write",
+        ("GET", "/v1/notifications"): "notifications:read",
     },
     "feedback": {
-        ("POST", "/v1/activities"),
-        ("GET", "/v1/rejection-reasons"),
-        ("GET", "/v1/leads/{lead_id}"),
-        ("GET", "/v1/kpis"),
-        ("GET", "/v1/funnel"),
-        ("GET", "/v1/cohorts"),
-        ("POST", "/v1/spend"),
-        ("GET", "/v1/spend"),
-        ("POST", "/v1/spend/import"),
-        ("GET", "/v1/attribution"),
-        ("GET", "/v1/bonus"),
-        ("POST", "/v1/crm-links"),
-        ("GET", "/reports/weekly"),
-        ("GET", "/v1/reviews/quarterly"),
-        ("GET", "/reports/quarterly"),
+        ("POST", "/v1/activities"): "activities:write",
+        ("GET", "/v1/rejection-reasons"): "activities:read",
+        ("GET", "/v1/leads/{lead_id}"): "activities:read",
+        ("POST", "/v1/crm-links"): "activities:write",
+        ("GET", "/v1/kpis"): "funnel:read",
+        ("GET", "/v1/funnel"): "funnel:read",
+        ("GET", "/v1/cohorts"): "funnel:read",
+        ("GET", "/v1/attribution"): "funnel:read",
+        ("GET", "/v1/bonus"): "funnel:read",
+        ("GET", "/reports/weekly"): "funnel:read",
+        ("GET", "/v1/reviews/quarterly"): "funnel:read",
+        ("GET", "/reports/quarterly"): "funnel:read",
+        ("POST", "/v1/spend"): "spend:write",
+        ("POST", "/v1/spend/import"): "spend:write",
+        ("GET", "/v1/spend"): "spend:read",
     },
     "crm-sync": {
-        ("GET", "/v1/customers/lookup"),
-        ("GET", "/v1/customers/{customer_id}"),
-        ("GET", "/v1/customers/{customer_id}/timeline"),
-        ("GET", "/v1/customers/{customer_id}/offers"),
-        ("GET", "/v1/customers/{customer_id}/merges"),
-        ("GET", "/v1/conflicts"),
-        ("GET", "/v1/reviews"),
-        ("POST", "/v1/reviews/{review_id}"),
-        ("POST", "/v1/merges/{merge_id}/undo"),
-        ("GET", "/v1/sync"),
-        ("DELETE", "/v1/subjects"),
+        ("GET", "/v1/customers/lookup"): "customers:read",
+        ("GET", "/v1/customers/{customer_id}"): "customers:read",
+        ("GET", "/v1/customers/{customer_id}/timeline"): "customers:read",
+        ("GET", "/v1/customers/{customer_id}/offers"): "customers:read",
+        ("GET", "/v1/customers/{customer_id}/merges"): "customers:read",
+        ("GET", "/v1/conflicts"): "customers:read",
+        ("GET", "/v1/reviews"): "customers:read",
+        ("GET", "/v1/sync"): "customers:read",
+        ("POST", "/v1/reviews/{review_id}"): "customers:write",
+        ("POST", "/v1/merges/{merge_id}/undo"): "customers:write",
+        ("DELETE", "/v1/subjects"): "privacy:erase",
     },
 }
-SERVICES = sorted(WITHOUT_KEYS)
+SERVICES = sorted(KEYED)
+SHARED_KEYS = [s for s in SERVICES if s != "intake"]  # keys by settings (leadpact.apikeys)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def leadpact_keys_new(name: str, *scopes: str) -> tuple[str, ApiKeyEntry]:
+    """A key as an operator makes it: ``leadpact keys new``, its two printed lines."""
+    args = ["keys", "new", "--name", name, *(a for s in scopes for a in ("--scope", s))]
+    result = CliRunner().invoke(leadpact_cli, args)
+    assert result.exit_code == 0, result.output
+    key_line, entry_line = result.output.strip().splitlines()
+    secret = key_line.rsplit(" ", 1)[1]
+    entry = ApiKeyEntry.model_validate_json(entry_line.split(": ", 1)[1])
+    assert (entry.name, entry.scopes) == (name, sorted(scopes))
+    return secret, entry
 
 
 def operations(spec: dict[str, object]) -> set[Route]:
@@ -135,18 +159,17 @@ async def test_every_route_is_classified(service: str, system_factory: SystemFac
     system = await system_factory(only=[service])
     spec = (await system[service].get("/openapi.json")).json()
     found = operations(spec)
-    classes = [
-        HEALTH,
-        set(SIGNED.get(service, {})),
-        set(KEYED.get(service, {})),
-        WITHOUT_KEYS[service],
-    ]
+    classes = [HEALTH, set(SIGNED.get(service, {})), set(KEYED[service])]
     known = set().union(*classes)
     assert sum(len(c) for c in classes) == len(known), "a route is in two classes"
     assert found - known == set(), f"{service}: routes nobody classified (who may call them?)"
     assert known - found == set(), f"{service}: classified routes that no longer exist"
     for path in OUTSIDE_THE_SCHEMA:  # the only routes outside the schema: probes and docs
         assert (await system[service].get(path)).status_code == 200, path
+    for method, path in KEYED[service]:  # clients learn of the key from the document
+        parameters = spec["paths"][path][method.lower()].get("parameters", [])
+        headers = {p["name"].lower() for p in parameters if p["in"] == "header"}
+        assert "x-api-key" in headers, (method, path)
 
 
 async def test_keyed_routes_need_a_key_with_their_scope(
@@ -178,17 +201,86 @@ async def test_keyed_routes_need_a_key_with_their_scope(
         assert right.is_success, (route, right.text)
 
 
-@pytest.mark.parametrize("service", [s for s in SERVICES if WITHOUT_KEYS[s]])
-async def test_management_routes_of_services_without_keys_answer_anyone(
+@pytest.mark.parametrize("service", SHARED_KEYS)
+async def test_management_routes_need_a_key_with_their_scope(
     service: str, system_factory: SystemFactory
 ) -> None:
-    """The audit's finding, kept exact: these answer without any credential. When a
-    service gets keys, this fails for its routes: move them to ``KEYED``."""
+    """Each route, with ``require_api_key`` on: no key and an unknown key → 401; a key with
+    every scope of the service but the route's own → 403 naming it; the route's scope alone
+    → through (any answer but 401/403). A route that loses its dependency fails here."""
+    scopes = sorted(set(KEYED[service].values()))
+    secrets: dict[str, str] = {}  # "only:<scope>" / "all-but:<scope>" → key
+    entries: list[ApiKeyEntry] = []
+    for scope in scopes:
+        for label, held in (("only", [scope]), ("all-but", [s for s in scopes if s != scope])):
+            secret, entry = new_key(f"{label}:{scope}", held or ["nothing:read"])
+            secrets[entry.name] = secret
+            entries.append(entry)
+    system = await system_factory(only=[service], require_api_key=True, api_keys=entries)
+    client = system[service]
+    for route, scope in sorted(KEYED[service].items()):
+        for key, expected in [
+            (None, 401),
+            ("lpk_made-up", 401),
+            (secrets[f"all-but:{scope}"], 403),
+        ]:
+            answer = await call(client, route, key)
+            assert answer.status_code == expected, (route, key and key[:8], answer.text)
+            if expected == 403:
+                assert scope in answer.json()["detail"], (route, answer.text)
+        right = await call(client, route, secrets[f"only:{scope}"])
+        assert right.status_code not in (401, 403), (route, right.text)
+
+
+@pytest.mark.parametrize("service", SHARED_KEYS)
+async def test_without_require_api_key_an_anonymous_caller_may_do_anything(
+    service: str, system_factory: SystemFactory
+) -> None:
+    """``make run`` and the services' own tests: keys off, no key needed; a key that is
+    sent is still checked (a wrong one is never silently accepted)."""
     system = await system_factory(only=[service])
-    guarded = []
-    for route in sorted(WITHOUT_KEYS[service]):
-        for key in (None, "lpk_0000_made-up"):
-            answer = await call(system[service], route, key)
-            if answer.status_code in (401, 403):
-                guarded.append((route, key, answer.status_code))
-    assert guarded == [], f"now guarded: move to KEYED with their scope: {guarded}"
+    for route in sorted(KEYED[service]):
+        answer = await call(system[service], route, None)
+        assert answer.status_code not in (401, 403), (route, answer.text)
+    route = min(KEYED[service])
+    assert (await call(system[service], route, "lpk_made-up")).status_code == 401
+
+
+@pytest.mark.parametrize("with_key", [True, False], ids=["with-key", "without-key"])
+async def test_intake_asks_crm_sync_with_its_key(
+    with_key: bool, system_factory: SystemFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one call between services: intake's customer check against the real crm-sync,
+    served over TCP with keys required. Without intake's key the check cannot be answered
+    (existing_customer stays unknown); with a customers:read key it is."""
+    secret, entry = leadpact_keys_new("intake", "customers:read")
+    port = free_port()
+    monkeypatch.setenv("LEADPACT_INTAKE_CRM_SYNC_URL", f"http://127.0.0.1:{port}")
+    if with_key:
+        monkeypatch.setenv("LEADPACT_INTAKE_CRM_SYNC_API_KEY", secret)
+    system = await system_factory(
+        only=["intake", "crm-sync"], require_api_key=True, api_keys=[entry]
+    )
+    # The app already runs (its lifespan is the fixture's): this only serves it over TCP.
+    server = uvicorn.Server(
+        uvicorn.Config(
+            system.apps["crm-sync"],
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        answer = await system["intake"].post("/v1/leads", json={"email": "new@startup.example"})
+        assert answer.status_code == 202, answer.text
+        created = (await eventually(lambda: system.events("lead.created")))[0].data
+        assert created.existing_customer is (False if with_key else None)
+    finally:
+        server.should_exit = True
+        await task

@@ -180,6 +180,7 @@ def _intake() -> dict[str, str]:
         "LEADPACT_INTAKE_META_ACCESS_TOKEN": secret("meta-access"),
         "LEADPACT_INTAKE_TYPEFORM_SECRET": secret("typeform"),
         "LEADPACT_INTAKE_GOOGLE_KEY": secret("google"),
+        "LEADPACT_INTAKE_CRM_SYNC_API_KEY": secret("crm-sync-key"),  # sent on failing checks
         "LEADPACT_INTAKE_REQUIRE_API_KEY": "true",
         "LEADPACT_INTAKE_GRAPH_RETRIES": "1",  # one refused fetch is logged as postponed
     }

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
+from leadpact.apikeys import require_scope
 from leadpact.service import ServiceContext
 from sla_monitor.notify import store
 
@@ -32,7 +33,11 @@ class Notifications(BaseModel):
 
 
 def build_router(ctx: ServiceContext) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["notifications"])
+    router = APIRouter(
+        prefix="/v1",
+        tags=["notifications"],
+        dependencies=[Depends(require_scope(ctx.settings, "notifications:read"))],
+    )
 
     @router.get("/notifications", summary="Queued, sent and failed notifications")
     async def notifications(

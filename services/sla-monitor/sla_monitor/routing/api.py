@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path
+from fastapi import APIRouter, Body, Depends, HTTPException, Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from leadpact.apikeys import require_scope
 from leadpact.contract import Routing, RoutingMember, RoutingTeam, WorkingHours
 from leadpact.service import ServiceContext
 from sla_monitor import store as deadlines
@@ -142,6 +143,10 @@ def _unprocessable(exc: ValidationError, prefix: str) -> HTTPException:
 
 def build_router(ctx: ServiceContext) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["routing"])
+    # Who works when and who owns a lead: reading it is management data, changing it moves
+    # leads between people.
+    read = [Depends(require_scope(ctx.settings, "routing:read"))]
+    write = [Depends(require_scope(ctx.settings, "routing:write"))]
 
     def routing() -> tuple[str, Routing]:
         contract = ctx.contracts.current(ctx.clock.now().date())
@@ -230,7 +235,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             await store.set_member(uow.session, member.id, values)
             await uow.commit()
 
-    @router.get("/teams", summary="Teams, members and who is available now")
+    @router.get("/teams", summary="Teams, members and who is available now", dependencies=read)
     async def teams() -> Teams:
         version, routing_ = routing()
         return Teams(
@@ -239,7 +244,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             teams=[await team_view(t) for t in routing_.teams],
         )
 
-    @router.get("/teams/{team_id}", summary="One team and its members")
+    @router.get("/teams/{team_id}", summary="One team and its members", dependencies=read)
     async def team(team_id: str = TEAM_ID) -> TeamView:
         _, routing_ = routing()
         found = routing_.team(team_id)
@@ -247,7 +252,11 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             raise HTTPException(404, f"team_id {team_id!r}: no such team")
         return await team_view(found)
 
-    @router.put("/teams/{team_id}", summary="Change several members' settings at once")
+    @router.put(
+        "/teams/{team_id}",
+        summary="Change several members' settings at once",
+        dependencies=write,
+    )
     async def put_team(team_id: str = TEAM_ID, body: TeamUpdate = Body()) -> TeamView:
         _, routing_ = routing()
         found = routing_.team(team_id)
@@ -269,7 +278,11 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             await update_member(found, by_id[change.id], change, f"members.{i}", body.by)
         return await team_view(found)
 
-    @router.get("/members/{member_id}", summary="A member's settings, load and availability")
+    @router.get(
+        "/members/{member_id}",
+        summary="A member's settings, load and availability",
+        dependencies=read,
+    )
     async def member(member_id: str = MEMBER_ID) -> MemberView:
         _, routing_ = routing()
         team_, member_ = member_of(routing_, member_id)
@@ -277,7 +290,11 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             states = await store.members(uow.session, [member_id])
             return view(team_, member_, states.get(member_id))
 
-    @router.put("/members/{member_id}", summary="Change working hours, away dates, capacity")
+    @router.put(
+        "/members/{member_id}",
+        summary="Change working hours, away dates, capacity",
+        dependencies=write,
+    )
     async def put_member(member_id: str = MEMBER_ID, body: MemberUpdate = Body()) -> MemberView:
         _, routing_ = routing()
         team_, member_ = member_of(routing_, member_id)
@@ -286,7 +303,11 @@ def build_router(ctx: ServiceContext) -> APIRouter:
             states = await store.members(uow.session, [member_id])
             return view(team_, member_, states.get(member_id))
 
-    @router.get("/teams/{team_id}/load", summary="Assignments and open leads per member")
+    @router.get(
+        "/teams/{team_id}/load",
+        summary="Assignments and open leads per member",
+        dependencies=read,
+    )
     async def load(team_id: str = TEAM_ID) -> TeamLoad:
         _, routing_ = routing()
         found = routing_.team(team_id)
@@ -359,6 +380,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     @router.get(
         "/leads/{lead_id}/owner",
         summary="A lead's owner, how it got there, and its deadlines' owners",
+        dependencies=read,
         responses={404: {"description": "The lead has no owner"}},
     )
     async def get_owner(lead_id: Annotated[str, Path(max_length=64)]) -> LeadOwner:
@@ -367,6 +389,7 @@ def build_router(ctx: ServiceContext) -> APIRouter:
     @router.post(
         "/leads/{lead_id}/owner",
         summary="Reassign a lead (emits lead.assigned with who and why)",
+        dependencies=write,
         responses={404: {"description": "The lead has no owner to change"}},
     )
     async def post_owner(
