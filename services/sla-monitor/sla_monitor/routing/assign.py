@@ -204,7 +204,33 @@ async def _to_account_owner(
 ) -> Assignment:
     """A returning customer goes to its account owner: no rule, no round-robin turn (the
     lead still counts as open and assigned for them)."""
-    found = routing.member(owner)
+    taken = await _take_without_rules(
+        uow, now, routing, lead_id, owner, contract_version, metrics, notifier,
+        reason="account_owner", emit=True,
+    )  # fmt: skip
+    if taken is not None:
+        return taken
+    current = await store.assignment(uow.session, lead_id)
+    assert current is not None
+    return Assignment(current.owner, current.team, current.rule, current.reason, False)
+
+
+async def _take_without_rules(
+    uow: UnitOfWork,
+    now: datetime,
+    routing: Routing | None,
+    lead_id: str,
+    owner: str,
+    contract_version: str | None,
+    metrics: RoutingMetrics,
+    notifier: Notifier | None,
+    *,
+    reason: str,
+    emit: bool,
+) -> Assignment | None:
+    """Give the lead to ``owner`` chosen outside the rules (its account owner, the CRM's
+    pick); None when another delivery assigned it first (the unique lead decides)."""
+    found = routing.member(owner) if routing is not None else None
     team = found[0].id if found else None
     inserted = await store.insert_assignment(
         uow.session,
@@ -213,31 +239,19 @@ async def _to_account_owner(
             "owner": owner,
             "team": team,
             "rule": None,
-            "reason": "account_owner",
+            "reason": reason,
             "contract_version": contract_version,
             "assigned_at": now,
         },
     )
     if not inserted:
-        current = await store.assignment(uow.session, lead_id)
-        assert current is not None
-        return Assignment(current.owner, current.team, current.rule, current.reason, False)
+        return None
     await store.count_assignment(uow.session, owner, team)
     await _announce(
-        uow,
-        now,
-        routing,
-        lead_id,
-        contract_version,
-        metrics,
-        notifier,
-        owner=owner,
-        team=team,
-        rule=None,
-        reason="account_owner",
-        open_now=None,
-    )
-    return Assignment(owner, team, None, "account_owner", True)
+        uow, now, routing, lead_id, contract_version, metrics, notifier,
+        owner=owner, team=team, rule=None, reason=reason, open_now=None, emit=emit,
+    )  # fmt: skip
+    return Assignment(owner, team, None, reason, True)
 
 
 async def _announce(
@@ -338,39 +352,14 @@ async def follow_crm(
     team = found[0].id if found else None
     current = await store.assignment(uow.session, lead_id)
     if current is None:
-        inserted = await store.insert_assignment(
-            uow.session,
-            {
-                "lead_id": lead_id,
-                "owner": owner,
-                "team": team,
-                "rule": None,
-                "reason": reason,
-                "contract_version": contract_version,
-                "assigned_at": now,
-            },
-        )
-        if not inserted:
-            current = await store.assignment(uow.session, lead_id)
-            assert current is not None
-        else:
-            await store.count_assignment(uow.session, owner, team)
-            await _announce(
-                uow,
-                now,
-                routing,
-                lead_id,
-                contract_version,
-                metrics,
-                notifier,
-                owner=owner,
-                team=team,
-                rule=None,
-                reason=reason,
-                open_now=None,
-                emit=False,
-            )
+        taken = await _take_without_rules(
+            uow, now, routing, lead_id, owner, contract_version, metrics, notifier,
+            reason=reason, emit=False,
+        )  # fmt: skip
+        if taken is not None:
             return
+        current = await store.assignment(uow.session, lead_id)
+        assert current is not None
     if current.owner == owner:
         return
     await reassign(
