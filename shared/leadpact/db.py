@@ -110,6 +110,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(parsed, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine.pool, "checkin", PlannerStatistics())
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> AsyncSession:
@@ -134,4 +135,30 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA analysis_limit=1000")  # bounds each ANALYZE of PlannerStatistics
     cursor.close()
+
+
+class PlannerStatistics:
+    """Keeps SQLite's planner statistics current: ``PRAGMA optimize`` every ``every``
+    returns of a connection to the pool.
+
+    Without statistics SQLite chose the ``(status, …)`` index over the ``(lead_id, clause)``
+    key for updates such as "this lead's open outcome deadline", scanning every open
+    deadline each time: ``bench.routing`` slowed as the table grew (acceptances at 20,000
+    leads took most of the run). PostgreSQL keeps its own statistics (autovacuum)."""
+
+    def __init__(self, every: int = 1000) -> None:
+        self.every = every
+        self._returned = 0
+
+    def __call__(self, dbapi_conn: sqlite3.Connection | None, _record: object) -> None:
+        self._returned += 1
+        if dbapi_conn is None or self._returned % self.every:
+            return
+        # A plain sqlite3 cursor: this runs outside the async call that _LoopCursor needs.
+        cursor = dbapi_conn.cursor(sqlite3.Cursor)
+        try:
+            cursor.execute("PRAGMA optimize")
+        finally:
+            cursor.close()
