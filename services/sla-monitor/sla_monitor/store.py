@@ -94,10 +94,10 @@ def insert_for(session: AsyncSession) -> Any:
 
 
 _ARM = {
-    postgres: (postgresql.insert if postgres else sqlite.insert)(
-        DeadlineRow.__table__  # type: ignore[arg-type]  # the Table: a Core insert, with rowcount
-    ).on_conflict_do_nothing(index_elements=["lead_id", "clause", "round"])
-    for postgres in (True, False)
+    insert: insert(DeadlineRow.__table__).on_conflict_do_nothing(  # type: ignore[arg-type]
+        index_elements=["lead_id", "clause", "round"]
+    )  # the Table, not the entity: a Core insert, with rowcount
+    for insert in (postgresql.insert, sqlite.insert)
 }
 
 
@@ -108,10 +108,9 @@ async def arm(session: AsyncSession, values: dict[str, Any]) -> bool:
     an escalation's next round) it takes the partition of the lead's existing deadlines,
     so every deadline of a lead is watched by the same instance."""
     values = {"round": 0, "team": None, **values, "status": OPEN}
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
     if values.get("partition") is not None:
         # The hot path (every MQL): a statement built once, only the values bound.
-        result = await session.execute(_ARM[dialect == "postgresql"], values)
+        result = await session.execute(_ARM[insert_for(session)], values)
         return bool(result.rowcount)  # type: ignore[attr-defined]
     values["partition"] = (
         select(DeadlineRow.partition)
