@@ -90,3 +90,14 @@ def test_every_mounted_deploy_file_exists(compose: dict[str, Any]) -> None:
             source = volume.split(":", 1)[0]
             if source.startswith("./"):
                 assert (ROOT / source).exists(), f"{name}: {source} is missing"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_requires_an_api_key_on_its_keyed_routes(
+    compose: dict[str, Any], name: str
+) -> None:
+    """The distributed system faces a network: no route that needs a key may run open."""
+    env = compose["services"][name]["environment"]
+    assert env["LEADPACT_REQUIRE_API_KEY"] == "true"
+    if name == "intake":
+        assert env["LEADPACT_INTAKE_REQUIRE_API_KEY"] == "true"
