@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from sqlalchemy import DateTime, event, pool, text
-from sqlalchemy.dialects import registry
+from sqlalchemy.dialects import postgresql, registry, sqlite
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.ext.asyncio import (
@@ -162,3 +162,14 @@ class PlannerStatistics:
             cursor.execute("PRAGMA optimize")
         finally:
             cursor.close()
+
+
+def dialect_insert(dialect: str) -> Any:
+    """The dialect's own ``insert`` (the one with ``on_conflict_do_nothing``/``_update``):
+    PostgreSQL's for ``"postgresql"``, SQLite's otherwise. Services run on either."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def insert_for(session: AsyncSession) -> Any:
+    """:func:`dialect_insert` for the database ``session`` is bound to."""
+    return dialect_insert(session.bind.dialect.name if session.bind else "sqlite")

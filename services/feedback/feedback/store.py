@@ -20,14 +20,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
 from feedback.domain.erasure import erased_event_data
 from feedback.domain.funnel import LeadFacts, Spend
-from leadpact.db import UtcDateTime
+from leadpact.db import UtcDateTime, insert_for
 from leadpact.messaging import rewrite_pending_events
 
 PENDING, DONE, CANCELLED = "pending", "done", "cancelled"
@@ -143,11 +142,6 @@ class CrmLinkRow(Base):
 # ---- helpers -----------------------------------------------------------------------------
 
 
-def _insert(session: AsyncSession, table: Any) -> Any:
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 def _earliest(column: Any, value: Any) -> ColumnElement[Any]:
     return case((column.is_(None), value), (column > value, value), else_=column)
 
@@ -167,7 +161,7 @@ async def touch_lead(session: AsyncSession, lead_id: str, **values: Any) -> None
         given[name] = value
         if name != key:
             earliest.add(name)
-    ins = _insert(session, table).values(lead_id=lead_id, **given)
+    ins = insert_for(session)(table).values(lead_id=lead_id, **given)
     if not given:
         await session.execute(ins.on_conflict_do_nothing())
         return
@@ -205,7 +199,7 @@ async def leads_between(
 
 async def record_breach(session: AsyncSession, lead_id: str, clause: str, at: datetime) -> None:
     await session.execute(
-        _insert(session, BreachRow.__table__)
+        insert_for(session)(BreachRow.__table__)
         .values(lead_id=lead_id, clause=clause, detected_at=at)
         .on_conflict_do_nothing()
     )
@@ -228,7 +222,7 @@ async def record_attempt(
 ) -> None:
     """Add to the attempts ledger; the same attempt reported twice counts once."""
     await session.execute(
-        _insert(session, AttemptRow.__table__)
+        insert_for(session)(AttemptRow.__table__)
         .values(lead_id=lead_id, channel=channel, contacted_at=contacted_at)
         .on_conflict_do_nothing()
     )
@@ -246,7 +240,7 @@ async def attempts_of(session: AsyncSession, lead_id: str) -> list[tuple[str, da
 
 async def schedule_recycle(session: AsyncSession, values: dict[str, Any]) -> bool:
     result = await session.execute(
-        _insert(session, RecycleRow.__table__).values(**values).on_conflict_do_nothing()
+        insert_for(session)(RecycleRow.__table__).values(**values).on_conflict_do_nothing()
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -306,7 +300,7 @@ async def recycles_of(session: AsyncSession, lead_id: str) -> Sequence[RecycleRo
 async def upsert_spend(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """A day's spend for a source and campaign replaces what was posted before."""
     for values in rows:
-        stmt = _insert(session, SpendRow.__table__).values(**values)
+        stmt = insert_for(session)(SpendRow.__table__).values(**values)
         await session.execute(
             stmt.on_conflict_do_update(
                 index_elements=["day", "source", "campaign"],
@@ -326,7 +320,7 @@ async def add_touch(
     session: AsyncSession, lead_id: str, at: datetime, kind: str, campaign: str | None
 ) -> None:
     await session.execute(
-        _insert(session, TouchRow.__table__)
+        insert_for(session)(TouchRow.__table__)
         .values(lead_id=lead_id, at=at, kind=kind, campaign=campaign)
         .on_conflict_do_nothing()
     )
@@ -351,7 +345,7 @@ async def touches_of(
 async def link(
     session: AsyncSession, crm: str, object_id: str, lead_id: str, amount: Decimal | None = None
 ) -> None:
-    stmt = _insert(session, CrmLinkRow.__table__).values(
+    stmt = insert_for(session)(CrmLinkRow.__table__).values(
         crm=crm, object_id=object_id, lead_id=lead_id, amount=amount
     )
     await session.execute(

@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from leadpact.db import UtcDateTime
+from leadpact.db import UtcDateTime, insert_for
 from sla_monitor.domain import CLAUSE_TEAM
 
 OPEN, MET, BREACHED = "open", "met", "breached"
@@ -85,12 +85,6 @@ class AttemptRow(Base):
     lead_id: Mapped[str] = mapped_column(String(64), index=True)
     channel: Mapped[str] = mapped_column(String(32))
     contacted_at: Mapped[datetime] = mapped_column(UtcDateTime)
-
-
-def insert_for(session: AsyncSession) -> Any:
-    """The dialect's INSERT (for ON CONFLICT), PostgreSQL or SQLite."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 _ARM = {

@@ -11,11 +11,10 @@ from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import JSON, Index, Integer, String, Table, Text, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from leadpact.db import UtcDateTime
+from leadpact.db import UtcDateTime, dialect_insert
 from sla_monitor.store import Base
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -45,9 +44,8 @@ class NotificationRow(Base):
 @cache
 def _enqueue(dialect: str) -> Any:
     # Built once per dialect and run with parameters: queued in the assignment's hot path.
-    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = cast(Table, NotificationRow.__table__)
-    return ins(table).on_conflict_do_nothing(index_elements=["dedup_key"])
+    return dialect_insert(dialect)(table).on_conflict_do_nothing(index_elements=["dedup_key"])
 
 
 async def enqueue(session: AsyncSession, values: dict[str, Any]) -> bool:

@@ -25,12 +25,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from leadpact.db import UtcDateTime
-from sla_monitor.store import Base, insert_for
+from leadpact.db import UtcDateTime, dialect_insert, insert_for
+from sla_monitor.store import Base
 
 OPEN, CLOSED = "open", "closed"
 
@@ -139,8 +138,7 @@ def _dialect(session: AsyncSession) -> str:
 @cache
 def _insert_once(table: Table, dialect: str, key: str) -> Any:
     """``INSERT … ON CONFLICT (key) DO NOTHING`` of ``table`` in ``dialect``."""
-    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return ins(table).on_conflict_do_nothing(index_elements=[key])
+    return dialect_insert(dialect)(table).on_conflict_do_nothing(index_elements=[key])
 
 
 _SELECT_FACTS = select(
