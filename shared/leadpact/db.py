@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
-from sqlalchemy import DateTime, event, pool, text
+from sqlalchemy import DateTime, event, exc, pool, text
 from sqlalchemy.dialects import postgresql, registry, sqlite
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL, Dialect, make_url
@@ -106,11 +107,17 @@ class Database:
             }
             parsed = parsed.set(drivername="sqlite+leadpact")
         else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            # LIFO: under load the same few connections stay in use (and unpinged), the
+            # rest sit idle and are pinged when lent again (see PingWhenIdle).
+            kwargs.update(pool_size=10, max_overflow=10, pool_use_lifo=True)
         self.engine: AsyncEngine = create_async_engine(parsed, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine.pool, "checkin", PlannerStatistics())
+        else:
+            idle = PingWhenIdle(self.engine.dialect)
+            event.listen(self.engine.sync_engine.pool, "checkin", idle.checkin)
+            event.listen(self.engine.sync_engine.pool, "checkout", idle.checkout)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> AsyncSession:
@@ -137,6 +144,38 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA analysis_limit=1000")  # bounds each ANALYZE of PlannerStatistics
     cursor.close()
+
+
+class PingWhenIdle:
+    """``pool_pre_ping``, but only for a connection that sat in the pool longer than
+    ``idle_seconds``: one round trip before every session was a visible share of a busy
+    service's work (the outbox relay's pass: one of its five round trips).
+
+    A connection that the database dropped while it sat idle (a restart, an outage) is
+    replaced before anyone uses it, as with ``pool_pre_ping``. A connection lost while in
+    use fails that use; SQLAlchemy then invalidates it and every connection of the pool
+    older than the failure, so the next ones are new. A connection reused within the idle
+    time is not pinged: under load they all are, which is when the ping costs most."""
+
+    def __init__(self, dialect: Dialect, idle_seconds: float = 1.0) -> None:
+        self.dialect = dialect
+        self.idle_seconds = idle_seconds
+
+    def checkin(self, dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["returned_at"] = time.monotonic()
+
+    def checkout(self, dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned <= self.idle_seconds:
+            return
+        try:
+            alive = self.dialect.do_ping(dbapi_conn)
+        except Exception:  # noqa: BLE001 - any failure to answer: replace the connection
+            alive = False
+        if not alive:
+            # The pool discards this connection and lends a new one (up to 3 attempts).
+            raise exc.DisconnectionError("connection dropped while idle")
 
 
 class PlannerStatistics:

@@ -18,7 +18,7 @@ from intake.customers import CustomerAnswer, CustomerDirectory
 from intake.domain.erasure import subject_hash
 from intake.domain.lead import LeadIn, lead_created
 from intake.domain.resubmission import resubmission_since
-from intake.group_commit import GroupCommit, HeldConnection, Scratch
+from intake.group_commit import GroupCommit, HeldConnection, HeldUnitOfWork, Scratch
 from intake.settings import IntakeSettings
 from leadpact.events import LeadActivity, LeadCreated
 from leadpact.messaging import UnitOfWork, outbox
@@ -236,7 +236,13 @@ class Reception:
         every platform ref → the lead it became; read before anything is added."""
         refs = {k for k in keys if k.startswith(REF_PREFIX)}
         since = resubmission_since(self.ctx.clock.now(), self.window)
-        scratch: Scratch = dict(await store.recent_leads_of_people(uow.session, keys - refs, since))
+        if isinstance(uow, HeldUnitOfWork):  # PostgreSQL: on the driver connection
+            scratch: Scratch = dict(
+                await store.recent_leads_of_people_raw(uow.driver, keys - refs, since)
+            )
+            scratch.update(await store.leads_of_refs_raw(uow.driver, refs, REF_PREFIX))
+            return scratch
+        scratch = dict(await store.recent_leads_of_people(uow.session, keys - refs, since))
         scratch.update(await store.leads_of_refs(uow.session, refs, REF_PREFIX))
         return scratch
 
@@ -271,7 +277,8 @@ class Reception:
             ]
             uow.emitted.clear()
             uow.after_commit(self.ctx.relay.wake)
-        await store.insert_together(uow.session, rows)
+        assert isinstance(uow, HeldUnitOfWork)
+        await store.insert_together(uow.driver, uow.dialect, rows)
 
     def _retry_at(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.settings.customer_check_retry_seconds)
