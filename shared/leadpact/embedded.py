@@ -41,7 +41,11 @@ def embedded_apps(
     """Build every service's app sharing one bus and one clock, each with its own SQLite
     database ``VAR_DIR/<service>.db``."""
     base = base or Settings()
-    bus = bus or MemoryBus(partitions=base.kafka_partitions, retries=base.consumer_retries)
+    bus = bus or MemoryBus(
+        partitions=base.kafka_partitions,
+        retries=base.consumer_retries,
+        batch_max=base.consumer_batch_max,
+    )
     clock = clock or SystemClock()
     var_dir.mkdir(parents=True, exist_ok=True)
     apps: dict[str, tuple[FastAPI, int]] = {}

@@ -88,6 +88,7 @@ class UnitOfWork:
         self._on_commit = on_commit
         self.session: AsyncSession = db.session()
         self.emitted: list[CloudEvent[Any]] = []
+        self._written: set[str] = set()  # ids of ``emitted`` a commit put in the outbox
         self._after_commit: list[Callable[[], None]] = []
         # The bus partition of the message being handled (set by the dispatcher; None
         # outside a delivery): the sla-monitor ties a lead's deadlines to it.
@@ -130,7 +131,10 @@ class UnitOfWork:
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def commit(self) -> None:
-        if self.emitted:
+        # Only what an earlier commit of this unit of work did not write yet (a consumer
+        # batch may commit more than once); ``emitted`` keeps every event for callers.
+        fresh = [e for e in self.emitted if e.id not in self._written]
+        if fresh:
             await self.session.execute(
                 outbox.insert(),
                 [
@@ -141,11 +145,12 @@ class UnitOfWork:
                         "payload": e.to_json(),
                         "created_at": e.time,
                     }
-                    for e in self.emitted
+                    for e in fresh
                 ],
             )
         await self.session.commit()
-        if self.emitted:
+        self._written.update(e.id for e in fresh)
+        if fresh:
             self._on_commit()
         effects, self._after_commit = self._after_commit, []
         for effect in effects:
@@ -166,11 +171,13 @@ class OutboxRelay:
         poll_seconds: float = 0.5,
         batch: int = 200,
         on_published: Callable[[str], None] = lambda topic: None,
+        linger_seconds: float = 0.0,
     ) -> None:
         self._db = db
         self._bus = bus
         self._poll = poll_seconds
         self._batch = batch
+        self._linger = linger_seconds
         self._on_published = on_published
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -189,6 +196,8 @@ class OutboxRelay:
     async def _run(self) -> None:
         backoff = self._poll
         while True:
+            # Cleared before the pass: a commit during the pass wakes the next one.
+            self._wake.clear()
             try:
                 moved = await self.relay_once()
                 backoff = self._poll
@@ -198,9 +207,13 @@ class OutboxRelay:
                 log.warning("outbox relay failed, will retry", error=str(exc))
                 moved = 0
                 backoff = min(backoff * 2, 5.0)
-            if moved:
-                continue
-            self._wake.clear()
+            if moved >= self._batch:
+                continue  # more may be waiting
+            if moved and self._linger:
+                # Under load, let the next pass gather the rows of several commits: a pass
+                # costs ~0.6 ms of CPU before its first row (intake, PostgreSQL, measured).
+                # A lone commit is not delayed: the pass after an idle wait runs at once.
+                await asyncio.sleep(self._linger)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
 
@@ -208,22 +221,32 @@ class OutboxRelay:
         """Publish one batch; returns how many rows went out."""
         # A Core connection and statements built once: the relay runs after every commit
         # that emitted, and the ORM session cost more than the publishing (profiled).
+        # The batch is deleted and returned by one statement, whose deletion commits only
+        # once the bus has every row (a failed publish rolls it back): one round trip
+        # fewer per pass than a SELECT and a DELETE.
         async with self._db.engine.begin() as conn:
-            query = _NEXT_BATCH if self._db.is_sqlite else _NEXT_BATCH_LOCKED
-            rows = (await conn.execute(query, {"batch": self._batch})).all()
+            query = _TAKE_BATCH if self._db.is_sqlite else _TAKE_BATCH_LOCKED
+            taken = (await conn.execute(query, {"batch": self._batch})).all()
+            rows = sorted(taken, key=lambda r: r.id)  # RETURNING has no order of its own
             await self._bus.publish_batch([(r.topic, r.key, r.payload) for r in rows])
             for row in rows:
                 self._on_published(row.topic)
-            if rows:
-                await conn.execute(_PUBLISHED, {"ids": [r.id for r in rows]})
         self.pending = len(rows)
         return len(rows)
 
 
-_NEXT_BATCH = select(outbox).order_by(outbox.c.id).limit(bindparam("batch"))
+_NEXT_IDS = select(outbox.c.id).order_by(outbox.c.id).limit(bindparam("batch"))
+_TAKE_BATCH = (
+    delete(outbox)
+    .where(outbox.c.id.in_(_NEXT_IDS))
+    .returning(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
+)
 # Two relays (replicas) take different rows instead of waiting for each other.
-_NEXT_BATCH_LOCKED = _NEXT_BATCH.with_for_update(skip_locked=True)
-_PUBLISHED = delete(outbox).where(outbox.c.id.in_(bindparam("ids", expanding=True)))
+_TAKE_BATCH_LOCKED = (
+    delete(outbox)
+    .where(outbox.c.id.in_(_NEXT_IDS.with_for_update(skip_locked=True)))
+    .returning(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
+)
 
 
 EventDataChange = Callable[[str, dict[str, Any]], dict[str, Any]]

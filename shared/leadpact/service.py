@@ -115,6 +115,7 @@ def build_context(
         db,
         the_bus,
         poll_seconds=settings.relay_poll_seconds,
+        linger_seconds=settings.relay_linger_seconds,
         on_published=lambda topic: metrics.events_published.labels(topic).inc(),
     )
     return ServiceContext(

@@ -47,7 +47,18 @@ class Settings(BaseSettings):
     kafka_heartbeat_interval_ms: int = 1_000
     kafka_fetch_max_wait_ms: int = Field(100, description="Longest a fetch waits for data")
     consumer_retries: int = Field(3, description="Handler attempts before dead-lettering")
+    consumer_batch_max: int = Field(
+        100,
+        ge=1,
+        description="Most messages of one partition handled in one transaction (1: one by one)",
+    )
     relay_poll_seconds: float = Field(0.5, description="Outbox relay poll when not woken")
+    relay_linger_seconds: float = Field(
+        0.02,
+        ge=0,
+        description="After a pass that published rows, the outbox relay waits this long "
+        "before the next, so that under load one pass takes the events of several commits",
+    )
     log_level: str = "INFO"
     log_json: bool = True
     crm_sync_url: str = Field("http://127.0.0.1:8005", description="crm-sync base URL")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -18,21 +18,43 @@ from tests.fixtures.waiting import eventually
 PARTITIONS = 3
 
 
+def bus_settings(request: pytest.FixtureRequest, **extra: Any) -> Settings:
+    if request.param == "memory":
+        return Settings(
+            bus_url="memory://", kafka_partitions=PARTITIONS, consumer_retries=2, **extra
+        )
+    broker = request.getfixturevalue("tansu")
+    return Settings(
+        bus_url=broker.url,
+        kafka_partitions=PARTITIONS,
+        kafka_enable_idempotence=False,
+        consumer_retries=2,
+        kafka_session_timeout_ms=2000,
+        kafka_heartbeat_interval_ms=300,
+        **extra,
+    )
+
+
 @pytest.fixture(params=["memory", "kafka"])
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
-    if request.param == "memory":
-        settings = Settings(bus_url="memory://", kafka_partitions=PARTITIONS, consumer_retries=2)
-    else:
-        broker = request.getfixturevalue("tansu")
-        settings = Settings(
-            bus_url=broker.url,
-            kafka_partitions=PARTITIONS,
-            kafka_enable_idempotence=False,
-            consumer_retries=2,
-            kafka_session_timeout_ms=2000,
-            kafka_heartbeat_interval_ms=300,
-        )
-    the_bus = bus_from_url(settings)
+    the_bus = bus_from_url(bus_settings(request))
+    await the_bus.start()
+    yield the_bus
+    await the_bus.stop()
+
+
+@pytest.fixture(params=["memory", "kafka"])
+async def one_by_one_bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
+    """A bus with ``consumer_batch_max=1``: every message on its own, as before batches."""
+    the_bus = bus_from_url(bus_settings(request, consumer_batch_max=1))
+    await the_bus.start()
+    yield the_bus
+    await the_bus.stop()
+
+
+@pytest.fixture(params=["memory", "kafka"])
+async def bus_of_three(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
+    the_bus = bus_from_url(bus_settings(request, consumer_batch_max=3))
     await the_bus.start()
     yield the_bus
     await the_bus.stop()
@@ -209,6 +231,96 @@ async def test_lag_counts_what_the_member_has_not_handled_yet(bus: EventBus) -> 
     await eventually(lambda: sum(member.lag().values()) == 5, 20)
     release.set()
     await eventually(lambda: sum(member.lag().values()) == 0, 20)
+
+
+class BatchCollector(Collector):
+    """A batch handler that is all or nothing, as the event dispatcher: a batch holding the
+    poison raises having kept nothing; on its own the poison is dead-lettered."""
+
+    def __init__(self, poison: bytes | None = None) -> None:
+        super().__init__()
+        self.poison = poison
+        self.batches: list[list[bytes]] = []
+        self.singles: list[bytes] = []
+
+    async def __call__(self, msg: Message) -> None:
+        self.singles.append(msg.value)
+        if msg.value == self.poison:
+            raise DeadLetter("poison")
+        self.seen.append(msg)
+
+    async def handle_batch(self, msgs: Sequence[Message]) -> None:
+        self.batches.append([m.value for m in msgs])
+        if any(m.value == self.poison for m in msgs):
+            raise RuntimeError("a poison message in the batch")
+        self.seen.extend(msgs)
+
+
+def numbered(count: int) -> list[bytes]:
+    return [b"m:%d" % i for i in range(count)]
+
+
+async def test_what_a_partition_has_ready_comes_as_one_batch(bus: EventBus) -> None:
+    topic, group, got, values = name("t"), name("g"), BatchCollector(), numbered(10)
+    await bus.publish_batch([(topic, "lead-1", v) for v in values])
+    member = await bus.subscribe(group, [topic], got)
+    await eventually(lambda: got.values() == values, 20)
+    assert any(len(batch) > 1 for batch in got.batches)
+    assert len(got.batches) + len(got.singles) < len(values)
+    await eventually(lambda: sum(member.lag().values()) == 0, 20)
+
+    await member.stop()  # the batch's offset is committed: nothing comes again
+    after = Collector()
+    await bus.subscribe(group, [topic], after)
+    await bus.publish(topic, "lead-1", b"after")
+    await eventually(lambda: after.values() == [b"after"], 30)
+
+
+async def test_a_poison_message_in_a_batch_is_isolated_and_the_others_handled_once(
+    bus: EventBus,
+) -> None:
+    topic, group, values = name("t"), name("g"), numbered(10)
+    got, dead = BatchCollector(poison=b"m:5"), Collector()
+    await bus.publish_batch([(topic, "lead-1", v) for v in values])
+    member = await bus.subscribe(group, [topic], got)
+    await bus.subscribe(name("g"), [topic + ".dlq"], dead)
+    fine = [v for v in values if v != b"m:5"]
+    await eventually(lambda: got.values() == fine and len(dead.seen) == 1, 20)
+    assert any(b"m:5" in batch and len(batch) > 1 for batch in got.batches)
+    assert dead.seen[0].value == b"m:5"
+    assert dead.seen[0].headers[ERROR_HEADER] == "DeadLetter: poison"
+    assert dead.seen[0].headers[ORIGIN_TOPIC_HEADER] == topic
+    await eventually(lambda: sum(member.lag().values()) == 0, 20)
+
+    await member.stop()  # offsets are past every message of the batch, the poison too
+    after = Collector()
+    await bus.subscribe(group, [topic], after)
+    await bus.publish(topic, "lead-1", b"after")
+    await eventually(lambda: after.values() == [b"after"], 30)
+    assert got.values() == fine
+    assert len(dead.seen) == 1
+
+
+async def test_batch_max_one_hands_every_message_over_on_its_own(
+    one_by_one_bus: EventBus,
+) -> None:
+    bus, topic, values = one_by_one_bus, name("t"), numbered(5)
+    got, dead = BatchCollector(poison=b"m:2"), Collector()
+    await bus.publish_batch([(topic, "lead-1", v) for v in values])
+    await bus.subscribe(name("g"), [topic], got)
+    await bus.subscribe(name("g"), [topic + ".dlq"], dead)
+    await eventually(lambda: len(got.singles) == 5 and len(dead.seen) == 1, 20)
+    assert got.batches == []
+    assert got.singles == values
+    assert got.values() == [v for v in values if v != b"m:2"]
+
+
+async def test_a_batch_holds_at_most_batch_max_messages(bus_of_three: EventBus) -> None:
+    bus, topic, got, values = bus_of_three, name("t"), BatchCollector(), numbered(8)
+    await bus.publish_batch([(topic, "lead-1", v) for v in values])
+    await bus.subscribe(name("g"), [topic], got)
+    await eventually(lambda: got.values() == values, 20)
+    assert got.batches and all(len(batch) <= 3 for batch in got.batches)
 
 
 async def test_a_dead_letter_topic_is_listed_and_replayed_once(tansu: Any) -> None:

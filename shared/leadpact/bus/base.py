@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+import structlog
+
+log = structlog.get_logger("leadpact.bus")
 
 DLQ_SUFFIX = ".dlq"
 ERROR_HEADER = "leadpact-error"
@@ -27,6 +32,20 @@ class Message:
 
 MessageHandler = Callable[[Message], Awaitable[None]]
 PartitionListener = Callable[[set[tuple[str, int]]], Awaitable[None]]
+Delivered = Callable[[Message], Awaitable[None]]
+"""Called once everything up to and including this message is handled (commit its offset)."""
+
+
+class BatchHandler(Protocol):
+    """A message handler that can also take several messages of one partition at once.
+
+    ``handle_batch`` must be all or nothing: it either handles every message (one
+    transaction) or raises with no effect; the bus then hands the messages to ``__call__``
+    one by one (retries, dead-lettering), so a poison message is still isolated."""
+
+    async def __call__(self, msg: Message) -> None: ...
+
+    async def handle_batch(self, msgs: Sequence[Message]) -> None: ...
 
 
 class DeadLetter(Exception):
@@ -71,7 +90,11 @@ class EventBus(Protocol):
     ) -> Subscription:
         """Deliver every message of ``topics`` to one member of ``group``, in order per
         partition. A message is committed after ``handler`` returns; on an exception the
-        handler is retried, then the message goes to ``<topic>.dlq`` and is committed."""
+        handler is retried, then the message goes to ``<topic>.dlq`` and is committed.
+
+        A :class:`BatchHandler` gets what a partition has ready (up to the bus's
+        ``batch_max``) in one ``handle_batch`` call, committed once after it; see
+        :func:`deliver_batch`."""
 
     async def healthy(self) -> bool: ...
 
@@ -88,8 +111,6 @@ async def deliver(
     Returns True when the handler succeeded, False when the message was dead-lettered.
     Shared by both buses so they fail the same way.
     """
-    import asyncio
-
     attempt = 0
     while True:
         attempt += 1
@@ -106,6 +127,46 @@ async def deliver(
                 await dead_letter(msg, f"{type(exc).__name__}: {exc}")
                 return False
             await asyncio.sleep(backoff * 2 ** (attempt - 1))
+
+
+async def deliver_batch(
+    handler: MessageHandler,
+    msgs: Sequence[Message],
+    retries: int,
+    dead_letter: Callable[[Message, str], Awaitable[None]],
+    delivered: Delivered,
+    backoff: float = 0.05,
+) -> None:
+    """Deliver one partition's ``msgs`` (consecutive, in offset order), then the offsets.
+
+    Several messages and a :class:`BatchHandler`: one ``handle_batch`` call, and
+    ``delivered`` once with the last message. When the batch raises anything (it had no
+    effect), every message of it goes through :func:`deliver` one by one instead, with
+    ``delivered`` after each: retries, waiting out an outage and dead-lettering work as for
+    single messages, so a poison message is isolated and the others are handled once.
+    One message, or a plain handler: :func:`deliver` per message, as always.
+    Shared by both buses so they fail the same way.
+    """
+    handle_batch = getattr(handler, "handle_batch", None) if len(msgs) > 1 else None
+    if handle_batch is not None:
+        try:
+            await handle_batch(msgs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure: one by one decides
+            log.warning(
+                "batch failed, handling its messages one by one",
+                topic=msgs[0].topic,
+                partition=msgs[0].partition,
+                offsets=f"{msgs[0].offset}-{msgs[-1].offset}",
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        else:
+            await delivered(msgs[-1])
+            return
+    for msg in msgs:
+        await deliver(handler, msg, retries, dead_letter, backoff)
+        await delivered(msg)
 
 
 def dead_letter_headers(msg: Message, error: str) -> dict[str, str]:

@@ -11,7 +11,11 @@ def bus_from_url(settings: Settings) -> EventBus:
     if url.startswith("memory://"):
         from leadpact.bus.memory import MemoryBus
 
-        return MemoryBus(partitions=settings.kafka_partitions, retries=settings.consumer_retries)
+        return MemoryBus(
+            partitions=settings.kafka_partitions,
+            retries=settings.consumer_retries,
+            batch_max=settings.consumer_batch_max,
+        )
     if url.startswith("kafka://"):
         from leadpact.bus.kafka import KafkaBus
 
@@ -22,6 +26,7 @@ def bus_from_url(settings: Settings) -> EventBus:
             enable_idempotence=settings.kafka_enable_idempotence,
             client_id=settings.kafka_client_id,
             retries=settings.consumer_retries,
+            batch_max=settings.consumer_batch_max,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,

@@ -25,7 +25,7 @@ from leadpact.bus.base import (
     MessageHandler,
     PartitionListener,
     dead_letter_headers,
-    deliver,
+    deliver_batch,
     dlq_topic,
 )
 from leadpact.tasks import cancel_and_wait
@@ -125,11 +125,12 @@ class KafkaSubscription:
                 backoff = min(backoff * 2, 5.0)
 
     async def _partition(self, tp: TopicPartition, records: list[Any]) -> None:
-        """Handle one partition's batch in order, committing after each handled message."""
+        """Handle one partition's records in order, in batches of at most ``batch_max``
+        (:func:`deliver_batch`), committing the offset after each handled batch."""
         if records:
             self._next.setdefault((tp.topic, tp.partition), records[0].offset)
-        for record in records:
-            msg = Message(
+        msgs = [
+            Message(
                 topic=record.topic,
                 key=(record.key or b"").decode(errors="replace"),
                 value=record.value or b"",
@@ -137,9 +138,22 @@ class KafkaSubscription:
                 offset=record.offset,
                 headers=_headers_in(record.headers),
             )
-            await deliver(self.handler, msg, self.bus.retries, self.bus._dead_letter)
-            await self._commit(tp, record.offset + 1)
-            self._next[(tp.topic, tp.partition)] = record.offset + 1
+            for record in records
+        ]
+
+        async def delivered(msg: Message) -> None:
+            await self._commit(tp, msg.offset + 1)
+            self._next[(tp.topic, tp.partition)] = msg.offset + 1
+
+        size = self.bus.batch_max
+        for start in range(0, len(msgs), size):
+            await deliver_batch(
+                self.handler,
+                msgs[start : start + size],
+                self.bus.retries,
+                self.bus._dead_letter,
+                delivered,
+            )
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
         try:
@@ -160,6 +174,7 @@ class KafkaBus:
         enable_idempotence: bool = True,
         client_id: str = "leadpact",
         retries: int = 3,
+        batch_max: int = 100,
         request_timeout_ms: int = 10_000,
         **consumer_options: Any,
     ) -> None:
@@ -169,6 +184,7 @@ class KafkaBus:
         self.enable_idempotence = enable_idempotence
         self.client_id = client_id
         self.retries = retries
+        self.batch_max = max(1, batch_max)
         self.request_timeout_ms = request_timeout_ms
         self.consumer_options: dict[str, Any] = {"metadata_max_age_ms": 5_000, **consumer_options}
         self._producer: AIOKafkaProducer | None = None

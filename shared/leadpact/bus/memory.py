@@ -21,7 +21,7 @@ from leadpact.bus.base import (
     MessageHandler,
     PartitionListener,
     dead_letter_headers,
-    deliver,
+    deliver_batch,
     dlq_topic,
 )
 
@@ -97,18 +97,25 @@ class _Member:
     async def _consume(self, topic: str, part: int) -> None:
         partition = self.bus._partition(topic, part)
         offsets = self.bus._offsets.setdefault(self.group, {})
+
+        async def delivered(msg: Message) -> None:
+            offsets[(topic, part)] = msg.offset + 1
+
         while True:
             offset = offsets.get((topic, part), 0)
             await partition.wait_beyond(offset)
-            msg = partition.log[offset]
-            await deliver(self.handler, msg, self.bus.retries, self.bus._dead_letter)
-            offsets[(topic, part)] = offset + 1
+            # Everything beyond the offset, capped: one batch (see deliver_batch).
+            msgs = partition.log[offset : offset + self.bus.batch_max]
+            await deliver_batch(
+                self.handler, msgs, self.bus.retries, self.bus._dead_letter, delivered
+            )
 
 
 class MemoryBus:
-    def __init__(self, partitions: int = 6, retries: int = 3) -> None:
+    def __init__(self, partitions: int = 6, retries: int = 3, batch_max: int = 100) -> None:
         self.partitions = partitions
         self.retries = retries
+        self.batch_max = max(1, batch_max)
         self._topics: dict[str, list[_Partition]] = {}
         self._groups: dict[str, list[_Member]] = {}
         self._offsets: dict[str, dict[tuple[str, int], int]] = {}
@@ -126,7 +133,9 @@ class MemoryBus:
         return True
 
     def _partition(self, topic: str, part: int) -> _Partition:
-        parts = self._topics.setdefault(topic, [_Partition() for _ in range(self.partitions)])
+        parts = self._topics.get(topic)
+        if parts is None:  # not setdefault: it would build the partitions on every publish
+            parts = self._topics[topic] = [_Partition() for _ in range(self.partitions)]
         return parts[part]
 
     def messages(self, topic: str) -> list[Message]:

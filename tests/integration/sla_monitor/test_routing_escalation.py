@@ -76,7 +76,11 @@ async def test_after_the_last_reassignment_the_lead_stays_and_the_manager_is_tol
         (0, "lucia", "breached"),
         (1, "jonas", "breached"),
     ]
-    assert [e["owner"] for e in assigned_events(system, lead_id)] == ["lucia", "jonas"]
+
+    async def both_assignments_published() -> bool:  # the relay publishes after commit
+        return [e["owner"] for e in assigned_events(system, lead_id)] == ["lucia", "jonas"]
+
+    await eventually(both_assignments_published)
     rows = await notifications(system, lead_id)
     assert ("escalation_capped", "marta@example.com") in {
         (r["kind"], r["recipient"]) for r in rows if r["channel"] == "email"
