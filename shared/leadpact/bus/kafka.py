@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    NotLeaderForPartitionError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 
 from leadpact.bus.base import (
     Message,
@@ -48,12 +54,14 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         owned = {(tp.topic, tp.partition) for tp in revoked}
         self.sub._owned -= owned
+        self.sub._fence(owned)
         if owned and self.sub.on_revoked is not None:
             await self.sub.on_revoked(owned)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         owned = {(tp.topic, tp.partition) for tp in assigned}
         self.sub._owned |= owned
+        self.sub._fresh |= owned  # checked against the log end: see _check_positions
         if owned and self.sub.on_assigned is not None:
             await self.sub.on_assigned(owned)
 
@@ -76,6 +84,14 @@ class KafkaSubscription:
         self.on_revoked = on_revoked
         self._owned: set[tuple[str, int]] = set()
         self._next: dict[tuple[str, int], int] = {}
+        # The log-loss guard (see _fence, _check_positions): partitions revoked while
+        # records of theirs were being handled, the offset commits in progress, the
+        # partitions to move back to their committed offsets before the next fetch, and
+        # the newly assigned ones whose position is not yet checked against the log end.
+        self._fenced: set[tuple[str, int]] = set()
+        self._commits: dict[tuple[str, int], asyncio.Future[None]] = {}
+        self._unsure: set[tuple[str, int]] = set()
+        self._fresh: set[tuple[str, int]] = set()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bus.bootstrap_servers,
             group_id=group,
@@ -114,6 +130,7 @@ class KafkaSubscription:
         backoff = 0.2
         while True:
             try:
+                await self._check_positions()
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=500)
                 await asyncio.gather(*(self._partition(tp, recs) for tp, recs in batches.items()))
                 backoff = 0.2
@@ -121,6 +138,9 @@ class KafkaSubscription:
                 raise
             except KafkaError as exc:
                 log.warning("consumer error, retrying", group=self.group, error=str(exc))
+                # The fetch moved the positions past records that may not all have been
+                # handled: go back to the committed offsets before fetching again.
+                self._unsure |= self._owned
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -156,12 +176,108 @@ class KafkaSubscription:
             )
 
     async def _commit(self, tp: TopicPartition, offset: int) -> None:
+        key = (tp.topic, tp.partition)
+        if key in self._fenced:
+            # Revoked since this record was fetched (see _fence): whoever owns the
+            # partition now resumes from the offset committed before, and the inbox makes
+            # the second delivery harmless.
+            return
+        commit = asyncio.ensure_future(self._consumer.commit({tp: offset}))
+        self._commits[key] = commit
         try:
-            await self._consumer.commit({tp: offset})
+            await commit
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if commit.cancelled() and key in self._fenced and not (task and task.cancelling()):
+                return  # abandoned by _fence, not a stop
+            raise
         except KafkaError as exc:
             # Lost the partition in a rebalance: the new owner gets the message again,
             # and the inbox makes the second delivery harmless.
             log.warning("offset commit failed", partition=str(tp), error=str(exc))
+        finally:
+            if self._commits.get(key) is commit:
+                del self._commits[key]
+
+    def _fence(self, revoked: set[tuple[str, int]]) -> None:
+        """A rebalance took ``revoked`` away: offsets of records fetched before it are not
+        committed after it, and a commit still in progress is abandoned.
+
+        aiokafka commits with the group generation current when the request is *sent* and
+        retries retriable errors (UnknownTopicOrPartition included) until they pass, so a
+        batch still being handled across a rebalance would commit its old offsets under the
+        new generation. When the broker lost its log (tansu restarted; on Kafka a topic
+        deleted and recreated) those offsets land on the new log, and the partition resumes
+        there at, say, 4: offsets 0-3 of the new log are skipped. The fence holds until the
+        next fetch (:meth:`_check_positions`), when that batch has been handled.
+        """
+        self._fenced |= revoked
+        for key in revoked:
+            commit = self._commits.get(key)
+            if commit is not None and not commit.done():
+                commit.cancel()
+
+    async def _check_positions(self) -> None:
+        """Before each fetch, when nothing of the previous one is being handled any more:
+        lift the fences (:meth:`_fence`); move back the partitions of a batch that failed
+        half-way (``_unsure``, see ``_run``) to their committed offsets; and check newly
+        assigned partitions (``_fresh``) against the log end.
+
+        aiokafka starts a partition at its committed offset even when that lies beyond the
+        log end (a log that lost its tail: a broker that lost its data, a topic recreated,
+        an unclean leader election), trusting the broker to answer OFFSET_OUT_OF_RANGE and
+        then resetting to ``auto_offset_reset``. tansu answers such a fetch with nothing, so
+        the consumer would wait there and skip what the new log holds below. The first
+        fetch answer carries the high-water mark: a position beyond it goes back to the
+        beginning. (tansu's ListOffsets is no judge here: it reports the last *batch*'s
+        base offset + 1, e.g. 6 for a log whose high-water mark is 8.)
+        """
+        for key in self._fenced:
+            self._next.pop(key, None)
+        self._fenced.clear()
+        unsure = self._unsure & self._owned
+        self._unsure.clear()
+        if unsure:
+            await self._rewind(unsure)
+        self._fresh &= self._owned
+        for key in sorted(self._fresh):
+            tp = TopicPartition(*key)
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue  # no fetch answered yet
+            self._fresh.discard(key)
+            try:
+                position = await self._consumer.position(tp)
+            except KafkaError:
+                continue
+            if position > highwater:
+                log.warning(
+                    "position beyond the log end, reading it from the beginning",
+                    partition=str(tp),
+                    position=position,
+                    log_end=highwater,
+                )
+                await self._consumer.seek_to_beginning(tp)
+                self._next.pop(key, None)
+
+    async def _rewind(self, keys: set[tuple[str, int]]) -> None:
+        """Move ``keys`` back to their committed offsets (the log start when nothing is
+        committed), never forward: re-reading is harmless (every service's inbox dedupes
+        by event id), skipping is not."""
+        tps = [TopicPartition(topic, part) for topic, part in sorted(keys)]
+        try:
+            begin = await self._consumer.beginning_offsets(tps)
+            committed = await asyncio.gather(*(self._consumer.committed(tp) for tp in tps))
+            positions = [await self._consumer.position(tp) for tp in tps]
+        except KafkaError as exc:
+            log.warning("cannot rewind yet", group=self.group, error=str(exc))
+            self._unsure |= keys  # again before the next fetch
+            return
+        for tp, done, position in zip(tps, committed, positions, strict=True):
+            target = begin[tp] if done is None or done < begin[tp] else done
+            if target < position:
+                self._consumer.seek(tp, target)
+                self._next.pop((tp.topic, tp.partition), None)
 
 
 class KafkaBus:
@@ -255,17 +371,39 @@ class KafkaBus:
         self, topic: str, key: str, value: bytes, headers: dict[str, str] | None = None
     ) -> None:
         await self.ensure_topics([topic.removesuffix(".dlq")])
-        await self._require_producer().send_and_wait(
-            topic, value, key=key.encode(), headers=_headers_out(headers)
-        )
+        with self._forget_topics_if_gone([topic]):
+            await self._require_producer().send_and_wait(
+                topic, value, key=key.encode(), headers=_headers_out(headers)
+            )
 
     async def publish_batch(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
         await self.ensure_topics(sorted({t for t, _, _ in messages}))
         producer = self._require_producer()
         # send() enqueues in call order, so awaiting every future afterwards keeps each
         # partition's order while the whole batch shares round trips.
-        futures = [await producer.send(t, v, key=k.encode()) for t, k, v in messages]
-        await asyncio.gather(*futures)
+        with self._forget_topics_if_gone([t for t, _, _ in messages]):
+            futures = [await producer.send(t, v, key=k.encode()) for t, k, v in messages]
+            await asyncio.gather(*futures)
+
+    @contextlib.contextmanager
+    def _forget_topics_if_gone(self, topics: Sequence[str]) -> Iterator[None]:
+        """A send that fails because the topic or partition is unknown may mean the topic
+        is gone: a broker that lost its log, a topic deleted. (aiokafka retries
+        UNKNOWN_TOPIC_OR_PARTITION until the batch expires after ``request_timeout_ms``,
+        then raises it, or NotLeaderForPartition when the partition has no leader in the
+        metadata any more; a send to a topic missing from the metadata raises
+        UnknownTopicOrPartition after the same time.) ``_known_topics`` would keep
+        ``ensure_topics`` from recreating it, and with ``auto.create.topics.enable=false``
+        (docker-compose) every later publish would fail until a restart; so forget them,
+        and the next publish recreates what is missing with the configured partition
+        count. (tansu auto-creates a topic, with 4 partitions, on any metadata request
+        naming it, which aiokafka always allows: there the count is tansu's.)"""
+        try:
+            yield
+        except (UnknownTopicOrPartitionError, NotLeaderForPartitionError, KafkaTimeoutError):
+            bases = {topic.removesuffix(".dlq") for topic in topics}
+            self._known_topics -= {t for base in bases for t in (base, dlq_topic(base))}
+            raise
 
     async def _dead_letter(self, msg: Message, error: str) -> None:
         await self.publish(
