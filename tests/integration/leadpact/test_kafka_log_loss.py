@@ -39,6 +39,14 @@ def a_bus(broker: RestartableBroker) -> EventBus:
     )
 
 
+async def publish(bus: EventBus, prefix: str, count: int) -> list[str]:
+    """``count`` messages ``<prefix>-<i>``, keyed over as many leads (all partitions)."""
+    values = [f"{prefix}-{i}" for i in range(count)]
+    for i, value in enumerate(values):
+        await bus.publish(TOPIC, f"lead-{i}", value.encode())
+    return values
+
+
 @pytest.fixture
 async def buses(own_tansu: RestartableBroker) -> AsyncIterator[list[EventBus]]:
     made: list[EventBus] = []
@@ -71,12 +79,10 @@ async def test_no_message_of_the_new_log_is_skipped_after_the_broker_lost_its_lo
     member = await first.subscribe(GROUP, [TOPIC], handler, on_assigned=assigned)
 
     # Read and committed on the old broker.
-    for i in range(8):
-        await first.publish(TOPIC, f"lead-{i}", f"before-{i}".encode())
+    await publish(first, "before", 8)
     await eventually(lambda: len(seen) == 8, 30)
     # A batch being handled when the broker goes: its offsets belong to the old log.
-    for i in range(8):
-        await first.publish(TOPIC, f"lead-{i}", f"in-flight-{i}".encode())
+    await publish(first, "in-flight", 8)
     await eventually(lambda: in_flight, 30)
 
     rejoins = len(assignments)
@@ -94,9 +100,7 @@ async def test_no_message_of_the_new_log_is_skipped_after_the_broker_lost_its_lo
     await second.start()
     other = await second.subscribe(GROUP, [TOPIC], handler)
     await eventually(lambda: other.assignment() and len(member.assignment()) < 4, 60)
-    after = [f"after-{i}" for i in range(24)]
-    for i, value in enumerate(after):
-        await first.publish(TOPIC, f"lead-{i}", value.encode())
+    after = await publish(first, "after", 24)
 
     try:
         await eventually(lambda: set(after) <= set(seen), 60, interval=0.2)
@@ -134,20 +138,16 @@ async def test_a_batch_handled_across_the_loss_commits_nothing_on_the_new_log(
     buses.append(first)
     await first.start()
     await first.subscribe(GROUP, [TOPIC], leaving, on_assigned=assigned)
-    for i in range(8):
-        await first.publish(TOPIC, f"lead-{i}", f"before-{i}".encode())
+    await publish(first, "before", 8)
     await eventually(lambda: len(handled) == 8, 30)
-    for i in range(8):
-        await first.publish(TOPIC, f"lead-{i}", f"in-flight-{i}".encode())
+    await publish(first, "in-flight", 8)
     await eventually(lambda: in_flight, 30)
 
     rejoins = len(assignments)
     own_tansu.stop()
     own_tansu.start()
     await eventually(lambda: len(assignments) > rejoins, 60)
-    after = [f"after-{i}" for i in range(24)]
-    for i, value in enumerate(after):  # the new log grows past the old batch's offsets
-        await first.publish(TOPIC, f"lead-{i}", value.encode())
+    after = await publish(first, "after", 24)  # past the old batch's offsets
     gate.set()
     await asyncio.wait_for(on_new_log.wait(), 60)  # the old batch is done (and committed?)
     await first.stop()
