@@ -81,9 +81,19 @@ class EventDispatcher:
         All or nothing and silent about failures: an invalid message, a handler error or a
         failed commit raises with nothing committed, and the bus hands every message to
         :meth:`__call__` one by one (which retries, waits out an outage, dead-letters and
-        counts). Metrics count only the events of a committed batch."""
+        counts). Metrics count only the events of a committed batch, and a failed batch
+        once in ``leadpact_event_batches_failed_total`` (how often batching gives up)."""
         if not msgs:
             return
+        try:
+            await self._handle_batch(msgs)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._metrics.event_batches_failed.labels(msgs[0].topic).inc()
+            raise
+
+    async def _handle_batch(self, msgs: Sequence[Message]) -> None:
         work = [(msg, *self._decode(msg)) for msg in msgs]
         done: list[tuple[str, float]] = []  # every event, as __call__ counts them
         duplicates: list[str] = []

@@ -71,6 +71,13 @@ class ServiceMetrics:
             ["topic"],
             registry=r,
         )
+        self.event_batches_failed = Counter(
+            "leadpact_event_batches_failed_total",
+            "Batches of one partition rolled back and handed over one event at a time "
+            "(a failing event, a lock conflict between batches, a storage error).",
+            ["topic"],
+            registry=r,
+        )
         self.events_dead_lettered = Counter(
             "leadpact_events_dead_lettered_total",
             "Events moved to the dead-letter topic, by original topic.",

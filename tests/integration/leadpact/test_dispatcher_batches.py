@@ -140,6 +140,7 @@ async def test_a_batch_is_one_transaction_with_every_effect_once(database: Datab
     assert len(consumer.commits) == 1
     assert consumer.counted("leadpact_events_consumed_total") == 5
     assert consumer.counted("leadpact_event_handling_seconds_count") == 5
+    assert consumer.counted("leadpact_event_batches_failed_total") == 0
     # Each handler started as in a session of its own, with its message's partition.
     assert consumer.seen_in_session == [(0, {}, 2)] * 5
 
@@ -169,6 +170,7 @@ async def test_a_failing_event_leaves_no_trace_of_its_batch(database: Database) 
     assert await consumer.count(outbox) == 0
     assert consumer.counted("leadpact_events_consumed_total") == 0
     assert consumer.counted("leadpact_events_failed_total") == 0
+    assert consumer.counted("leadpact_event_batches_failed_total") == 1
 
 
 async def test_a_handler_that_commits_mid_batch_writes_each_emitted_event_once(
