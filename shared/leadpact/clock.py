@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+from leadpact.tasks import wait_at_most
 
 
 class Clock(Protocol):
@@ -29,8 +30,7 @@ class SystemClock:
         if wake is None:
             await asyncio.sleep(delay)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=delay)
+        await wait_at_most(delay, wake.wait())
 
 
 class ManualClock:

@@ -10,7 +10,6 @@ superseded by a newer one: the receiver only needs the latest state."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +22,7 @@ from crm_sync import store
 from crm_sync.metrics import CrmMetrics
 from leadpact.clock import Clock
 from leadpact.db import Database
-from leadpact.tasks import cancel_and_wait
+from leadpact.tasks import cancel_and_wait, wait_at_most
 
 log = structlog.get_logger("crm_sync.sync")
 
@@ -138,8 +137,7 @@ class SyncWorker:
             sleeper = (
                 self._clock.sleep_until(due, self._wake) if due is not None else self._wake.wait()
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(sleeper, timeout=self._poll)
+            await wait_at_most(self._poll, sleeper)
 
     async def next_due(self) -> datetime | None:
         async with self._db.session() as session:

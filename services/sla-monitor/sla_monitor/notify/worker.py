@@ -8,7 +8,6 @@ them can repeat one delivery (at least once; receivers dedupe on the delivery id
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -17,7 +16,7 @@ import structlog
 
 from leadpact.clock import Clock
 from leadpact.messaging import UnitOfWork
-from leadpact.tasks import cancel_and_wait
+from leadpact.tasks import cancel_and_wait, wait_at_most
 from sla_monitor.notify import store
 from sla_monitor.notify.channels import DeliveryError, send_email, send_slack, send_webhook
 from sla_monitor.notify.queue import Notifier
@@ -78,10 +77,9 @@ class NotificationWorker:
             until = upcoming or self._clock.now() + FAR
             # Woken by a new row, by the clock reaching the next retry, or by the poll
             # (a row queued by another instance, or before its transaction committed).
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._clock.sleep_until(until, self._wake), self._settings.poll_seconds
-                )
+            await wait_at_most(
+                self._settings.poll_seconds, self._clock.sleep_until(until, self._wake)
+            )
 
     async def deliver_due(self) -> int:
         """Try every due row once; returns how many were tried."""
