@@ -209,6 +209,11 @@ def dialect_insert(dialect: str) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
+def dialect_name(session: AsyncSession) -> str:
+    """``"postgresql"`` or ``"sqlite"``: the database ``session`` is bound to."""
+    return session.bind.dialect.name if session.bind else "sqlite"
+
+
 def insert_for(session: AsyncSession) -> Any:
     """:func:`dialect_insert` for the database ``session`` is bound to."""
-    return dialect_insert(session.bind.dialect.name if session.bind else "sqlite")
+    return dialect_insert(dialect_name(session))

@@ -28,12 +28,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpact.bus.base import EventBus
 from leadpact.clock import Clock
-from leadpact.db import Database
+from leadpact.db import Database, dialect_insert, dialect_name
 from leadpact.events import CloudEvent, EventData, envelope
 from leadpact.tasks import cancel_and_wait, wait_at_most
 
@@ -66,8 +65,7 @@ inbox = Table(
 
 # Built once: constructing the statement was a visible share of handling an event.
 _CLAIM = {
-    True: postgresql.insert(inbox).on_conflict_do_nothing(),
-    False: sqlite.insert(inbox).on_conflict_do_nothing(),
+    name: dialect_insert(name)(inbox).on_conflict_do_nothing() for name in ("postgresql", "sqlite")
 }
 
 
@@ -125,8 +123,7 @@ class UnitOfWork:
     async def claim(self, consumer: str, event_id: str) -> bool:
         """Record ``event_id`` as handled by ``consumer``; False when it already was."""
         values = {"consumer": consumer, "event_id": event_id, "handled_at": self._clock.now()}
-        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
-        result = await self.session.execute(_CLAIM[dialect == "postgresql"], values)
+        result = await self.session.execute(_CLAIM[dialect_name(self.session)], values)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def commit(self) -> None:
@@ -234,17 +231,17 @@ class OutboxRelay:
 
 
 _NEXT_IDS = select(outbox.c.id).order_by(outbox.c.id).limit(bindparam("batch"))
-_TAKE_BATCH = (
-    delete(outbox)
-    .where(outbox.c.id.in_(_NEXT_IDS))
-    .returning(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
-)
+
+
+def _take(ids: Any) -> Any:
+    """Delete the outbox rows of ``ids`` (a subquery) and return them."""
+    returned = (outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
+    return delete(outbox).where(outbox.c.id.in_(ids)).returning(*returned)
+
+
+_TAKE_BATCH = _take(_NEXT_IDS)
 # Two relays (replicas) take different rows instead of waiting for each other.
-_TAKE_BATCH_LOCKED = (
-    delete(outbox)
-    .where(outbox.c.id.in_(_NEXT_IDS.with_for_update(skip_locked=True)))
-    .returning(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
-)
+_TAKE_BATCH_LOCKED = _take(_NEXT_IDS.with_for_update(skip_locked=True))
 
 
 EventDataChange = Callable[[str, dict[str, Any]], dict[str, Any]]

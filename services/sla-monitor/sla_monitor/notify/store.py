@@ -14,7 +14,7 @@ from sqlalchemy import JSON, Index, Integer, String, Table, Text, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from leadpact.db import UtcDateTime, dialect_insert
+from leadpact.db import UtcDateTime, dialect_insert, dialect_name
 from sla_monitor.store import Base
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -50,7 +50,7 @@ def _enqueue(dialect: str) -> Any:
 
 async def enqueue(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Queue one delivery; False when its dedup key is queued already."""
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    dialect = dialect_name(session)
     row = {"last_error": None, "sent_at": None, **values, "status": PENDING, "attempts": 0}
     result = await session.execute(_enqueue(dialect), row)
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from leadpact.db import UtcDateTime, dialect_insert, insert_for
+from leadpact.db import UtcDateTime, dialect_insert, dialect_name, insert_for
 from sla_monitor.store import Base
 
 OPEN, CLOSED = "open", "closed"
@@ -131,10 +131,6 @@ _MEMBERS = cast(Table, MemberStateRow.__table__)
 _TEAMS = cast(Table, TeamStateRow.__table__)
 
 
-def _dialect(session: AsyncSession) -> str:
-    return session.bind.dialect.name if session.bind else "sqlite"
-
-
 @cache
 def _insert_once(table: Table, dialect: str, key: str) -> Any:
     """``INSERT … ON CONFLICT (key) DO NOTHING`` of ``table`` in ``dialect``."""
@@ -216,7 +212,7 @@ _TURN = {False: _turn_query(False), True: _turn_query(True)}
 
 
 async def save_facts(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(_insert_once(_FACTS, _dialect(session), "lead_id"), values)
+    await session.execute(_insert_once(_FACTS, dialect_name(session), "lead_id"), values)
 
 
 async def facts(session: AsyncSession, lead_id: str) -> RowMapping | None:
@@ -252,7 +248,7 @@ async def assignment(session: AsyncSession, lead_id: str) -> AssignmentRow | Non
 async def insert_assignment(session: AsyncSession, values: dict[str, Any]) -> bool:
     """The first owner of a lead; False when the lead already has one (a redelivery, or
     another consumer got there first: the primary key decides)."""
-    stmt = _insert_once(_ASSIGNMENTS, _dialect(session), "lead_id")
+    stmt = _insert_once(_ASSIGNMENTS, dialect_name(session), "lead_id")
     values = {"routed_owner": None, **values, "status": OPEN, "round": 0}
     result = await session.execute(stmt, values)
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -344,7 +340,7 @@ async def turn_state(
     params = {"b_team": team_id, "b_members": list(member_ids)}
     rows = (await session.execute(_TURN[lock], params)).all()
     if len(rows) < len(set(member_ids)):  # the team's or a member's row is missing
-        dialect = _dialect(session)
+        dialect = dialect_name(session)
         await session.execute(
             _insert_once(_TEAMS, dialect, "team_id"), {"team_id": team_id, "vtime": 0.0}
         )
