@@ -8,7 +8,7 @@ id in the inbox inside the transaction of its effect, so a redelivered event has
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -125,6 +125,19 @@ class UnitOfWork:
         values = {"consumer": consumer, "event_id": event_id, "handled_at": self._clock.now()}
         result = await self.session.execute(_CLAIM[dialect_name(self.session)], values)
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def claim_all(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        """Record every id of ``event_ids`` as handled by ``consumer`` in one statement;
+        the ids not handled before. An id given twice is claimed once: its first
+        occurrence is the one to handle."""
+        fresh = list(dict.fromkeys(event_ids))
+        if not fresh:
+            return set()
+        at = self._clock.now()
+        rows = [{"consumer": consumer, "event_id": i, "handled_at": at} for i in fresh]
+        statement = _CLAIM[dialect_name(self.session)].returning(inbox.c.event_id)
+        result = await self.session.execute(statement, rows)
+        return set(result.scalars())
 
     async def commit(self) -> None:
         # Only what an earlier commit of this unit of work did not write yet (a consumer

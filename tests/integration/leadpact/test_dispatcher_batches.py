@@ -145,6 +145,20 @@ async def test_a_batch_is_one_transaction_with_every_effect_once(database: Datab
     assert consumer.seen_in_session == [(0, {}, 2)] * 5
 
 
+async def test_a_batch_claims_its_events_with_one_statement(database: Database) -> None:
+    consumer = consumer_on(database)
+    statements: list[str] = []
+    event.listen(
+        database.engine.sync_engine,
+        "before_cursor_execute",
+        lambda conn, cursor, sql, params, context, many: statements.append(sql),
+    )
+    await consumer.dispatcher.handle_batch(messages([contacted(f"lead-{n}") for n in range(5)]))
+
+    assert sum("INSERT INTO inbox" in sql for sql in statements) == 1
+    assert await consumer.count(inbox) == 5
+
+
 async def test_a_duplicate_in_the_batch_and_an_event_handled_before_are_skipped(
     database: Database,
 ) -> None:
