@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from bench.load import percentile, run
+from tests.fixtures.waiting import eventually
 
 SERVICE_SECONDS = 0.05
 
@@ -48,8 +49,7 @@ async def slow_intake() -> AsyncIterator[SlowIntake]:
 
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: server.started)
     yield state
     server.should_exit = True
     await task
