@@ -7,19 +7,26 @@ this module applies them to the store inside the caller's unit of work."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_sync import store
 from crm_sync.billing import InvoiceFact
 from crm_sync.domain import RECORD_FIELDS, Observation
-from crm_sync.matching import CUSTOMER_MODEL, MatchModel, Score, best_candidate
+from crm_sync.matching import (
+    CUSTOMER_MODEL,
+    PREPARE,
+    MatchModel,
+    Prepared,
+    Score,
+    best_index,
+)
 from crm_sync.metrics import CrmMetrics
 from crm_sync.survivorship import Candidate, survive
 from crm_sync.sync import enqueue
@@ -201,22 +208,53 @@ async def _probabilistic(
         resolution.candidates,
         resolution.window,
     )
-    pool: dict[str, dict[str, str | None]] = {}
-    beyond_leads: dict[str, bool] = {}
+    pool: dict[str, Row[Any]] = {}
     for row in rows:
         if row.id not in pool and row.erased_at is None:
-            pool[row.id] = match_record(row._asdict())
-            beyond_leads[row.id] = bool(row.beyond_leads)
-    best = best_candidate(model, record, list(pool.items()))
-    if best is None or best[1].decision == "non_match":
+            pool[row.id] = row
+    if not pool:
         return None, None
-    score = best[1]
-    lead_pair = obs.system == "lead" and not beyond_leads[best[0]]
+    # Each candidate prepared straight from its row's columns (what ``match_record`` of the
+    # row would give the comparisons), scored a field at a time; only the best one becomes
+    # a record, to be scored in full.
+    kept = list(pool.values())
+    n = best_index(model, model.prepare(record), prepared_rows(model, kept))
+    assert n is not None  # the pool is not empty
+    best = kept[n]
+    score = model.score(record, match_record(best._asdict()))
+    if score.decision == "non_match":
+        return None, None
+    lead_pair = obs.system == "lead" and not best.beyond_leads
     if score.decision == "match" and lead_pair and not resolution.auto_merge_leads:
         # Two form fills with different emails and phones (intake already folds the same
         # email or phone into one lead): a person decides, never the matcher alone.
         score = replace(score, decision="review")
-    return best[0], score
+    return best.id, score
+
+
+def prepared_rows(model: MatchModel, rows: Sequence[Any]) -> list[Prepared]:
+    """``model.prepare(match_record(row._asdict()))`` of each candidate row (named columns
+    of :data:`store.MATCH_COLUMNS`), read straight from the row's columns: the same values
+    without building a dict and a record per candidate."""
+    if not rows:
+        return []
+    columns = {name: i for i, name in enumerate(rows[0]._fields)}
+    legal_name = columns["legal_name"]
+    steps = [
+        (
+            PREPARE[c.prepare],
+            columns[c.field] if c.field in RECORD_FIELDS else None,
+            c.field == "company",  # match_record: the legal name stands in for a missing one
+        )
+        for c in model.comparisons
+    ]
+    return [
+        tuple(
+            fn(None if at is None else (row[at] or row[legal_name]) if is_company else row[at])
+            for fn, at, is_company in steps
+        )
+        for row in rows
+    ]
 
 
 def _candidates(obs: Observation) -> list[Candidate]:

@@ -140,3 +140,108 @@ def test_the_vectorised_levels_agree_with_the_pairwise_ones() -> None:
     assert [round(float(w), 6) for w in weights] == [
         round(CUSTOMER_MODEL.weight_of(row), 6) for row in scalar
     ]
+
+
+def _pairwise_best(model: MatchModel, record: dict[str, str], pool: list[dict[str, str]]) -> int:
+    """The reference: levels and weights pair by pair, the first of the highest weights."""
+    prepared = model.prepare(record)
+    weights = [model.weight_of(model.levels(prepared, model.prepare(other))) for other in pool]
+    return weights.index(max(weights))
+
+
+def test_the_column_wise_best_candidate_is_the_pairwise_one() -> None:
+    """``best_index`` scores a field at a time with rapidfuzz ``cdist``: the same levels,
+    the same summed weights and so the same winner — on ties the first — as the pairwise
+    path, for every method (exact included), blanks, equal values and legal forms."""
+    import random
+
+    from crm_sync.matching import best_index
+
+    rng = random.Random(11)
+    firsts = ["Ana", "Anna", "Ann", "Luis", "Lucía", "Lucia", "", "ANA"]
+    lasts = ["García", "Garcia", "Garsia", "García López", "Martín", "Martinez", ""]
+    companies = ["Acme Robotics", "ACME Robotics, S.L.", "Acme Robotic", "Globex", "", "Acme"]
+    addresses = ["Calle Mayor 1, Madrid", "Mayor 1 Madrid calle", "Gran Vía 2", ""]
+    countries = ["ES", "PT", "", "es"]
+    other = MatchModel(
+        comparisons=(
+            Comparison("first_name", "levenshtein", (0.9, 0.6), (0.8, 0.1, 0.1), (0.1, 0.2, 0.7)),
+            Comparison("last_name", "token_sort", (0.95,), (0.9, 0.1), (0.05, 0.95), "raw"),
+            Comparison("country", "exact", (0.0,), (0.9, 0.1), (0.3, 0.7)),  # never disagrees
+        )
+    )
+
+    def person() -> dict[str, str]:
+        return {
+            "first_name": rng.choice(firsts),
+            "last_name": rng.choice(lasts),
+            "company": rng.choice(companies),
+            "billing_address": rng.choice(addresses),
+            "country": rng.choice(countries),
+        }
+
+    ties = 0
+    for model in (CUSTOMER_MODEL, other):
+        for _ in range(300):
+            record = person()
+            pool = [person() for _ in range(rng.randrange(1, 30))]
+            pool += rng.sample(pool, min(3, len(pool)))  # repeated candidates: exact ties
+            expected = _pairwise_best(model, record, pool)
+            prepared = [model.prepare(p) for p in pool]
+            assert best_index(model, model.prepare(record), prepared) == expected
+            weights = [model.weight_of(model.levels(model.prepare(record), p)) for p in prepared]
+            ties += weights.count(weights[expected]) > 1
+    assert ties > 100  # the first-on-a-tie rule was exercised
+    assert best_index(CUSTOMER_MODEL, CUSTOMER_MODEL.prepare(ANA), []) is None
+
+
+def test_a_similarity_on_a_threshold_reaches_its_level() -> None:
+    """The column-wise path applies the same slack (EPSILON) at a threshold as ``level``."""
+    from rapidfuzz.distance import JaroWinkler
+
+    from crm_sync.matching import best_index
+
+    a, b = "martha", "marhta"
+    similarity = JaroWinkler.similarity(a, b)
+    model = MatchModel(
+        comparisons=(
+            Comparison(
+                "last_name", "jaro_winkler", (similarity + 5e-7,), (0.9, 0.1), (0.1, 0.9)
+            ),  # reached within the slack
+            Comparison("first_name", "exact", (1.0,), (0.6, 0.4), (0.4, 0.6)),
+        )
+    )
+    record = {"last_name": a, "first_name": "x"}
+    # b agrees on last_name only within the slack; c agrees on first_name, not last_name.
+    pool = [{"last_name": "zzz", "first_name": "x"}, {"last_name": b, "first_name": "y"}]
+    assert model.levels(model.prepare(record), model.prepare(pool[1]))[0] == 0
+    prepared = [model.prepare(p) for p in pool]
+    assert _pairwise_best(model, record, pool) == 1
+    assert best_index(model, model.prepare(record), prepared) == 1
+
+
+def test_candidate_rows_are_prepared_as_their_records() -> None:
+    """``records.prepared_rows`` reads the candidates' columns directly: the same prepared
+    values as ``model.prepare(match_record(row))``, the legal name standing in for a
+    missing company (None or empty)."""
+    from collections import namedtuple
+
+    from crm_sync.domain import RECORD_FIELDS
+    from crm_sync.records import match_record, prepared_rows
+
+    Row = namedtuple("Row", ["id", "erased_at", *RECORD_FIELDS, "beyond_leads", "part"])  # type: ignore[misc]
+
+    def row(**values: str | None) -> object:
+        return Row(**{name: values.get(name) for name in Row._fields})
+
+    rows = [
+        row(id="1", first_name="Ana", last_name="García", company="Acme, S.L.", country="ES"),
+        row(id="2", first_name="Ana", last_name="Garcia", company=None, legal_name="ACME SL"),
+        row(id="3", first_name=None, last_name="", company="", legal_name="Globex GmbH"),
+        row(id="4", billing_address="Calle Mayor 1", company="Hooli", legal_name="Other"),
+        row(id="5"),
+    ]
+    expected = [CUSTOMER_MODEL.prepare(match_record(r._asdict())) for r in rows]  # type: ignore[attr-defined]
+    assert prepared_rows(CUSTOMER_MODEL, rows) == expected
+    assert expected[1][2] == "acme" and expected[2][2] == "globex"
+    assert prepared_rows(CUSTOMER_MODEL, []) == []
