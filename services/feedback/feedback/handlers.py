@@ -57,14 +57,14 @@ async def project(
             data.source.campaign or data.source.utm_campaign,
         )
     elif isinstance(data, LeadActivity):
-        row = await store.lead(session, data.lead_id)
+        row = await store.lead_facts(session, data.lead_id)
         campaign = data.detail.get("campaign") or data.detail.get("utm_campaign")
         if not isinstance(campaign, str):
             campaign = row.campaign if row is not None else None
         await store.add_touch(session, data.lead_id, data.occurred_at, data.activity, campaign)
     elif isinstance(data, LeadScored):
         if data.tier == "mql":
-            row = await store.lead(session, data.lead_id)
+            row = await store.lead_facts(session, data.lead_id)
             first = row is None or row.mql_at is None or row.mql_at > data.scored_at
             await store.touch_lead(
                 session,
@@ -94,7 +94,7 @@ async def project(
             reject_reason=data.reason,
             owner=data.owner,
         )
-        row = await store.lead(session, data.lead_id)
+        row = await store.lead_facts(session, data.lead_id)
         contract = contracts.get(event.contractversion or (row.contract_version if row else None))
         recyclable = contract.recycle is not None and data.reason in contract.recycle.reasons
         if recycles and contract.recycle is not None and recyclable:

@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
 from sqlalchemy import (
     Date,
     Index,
     Integer,
     Numeric,
+    Row,
     String,
+    Table,
     UniqueConstraint,
+    bindparam,
     case,
     func,
     or_,
@@ -26,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from feedback.domain.erasure import erased_event_data
 from feedback.domain.funnel import LeadFacts, Spend
-from leadpact.db import UtcDateTime, insert_for
+from leadpact.db import UtcDateTime, dialect_insert, dialect_name, insert_for
 from leadpact.messaging import rewrite_pending_events
 
 PENDING, DONE, CANCELLED = "pending", "done", "cancelled"
@@ -146,36 +150,82 @@ def _earliest(column: Any, value: Any) -> ColumnElement[Any]:
     return case((column.is_(None), value), (column > value, value), else_=column)
 
 
+_LEADS = cast(Table, LeadRow.__table__)
+_BREACHES = cast(Table, BreachRow.__table__)
+_ATTEMPTS = cast(Table, AttemptRow.__table__)
+_RECYCLES = cast(Table, RecycleRow.__table__)
+_TOUCHES = cast(Table, TouchRow.__table__)
+
+
+# Statements of the event path, built once (per dialect, per shape) and executed with
+# parameters: building ``insert(...).values(...)`` and ``ins.excluded[...]`` for every
+# event (``excluded`` rebuilds its column collection each time) was most of a funnel
+# event's CPU time; a constant statement's compiled SQL is also found in the cache at
+# once (its cache key is memoised).
+
+
+@cache
+def _touch_statement(dialect: str, shape: frozenset[tuple[str, bool]]) -> Any:
+    """The upsert of ``touch_lead`` for one set of columns: ``shape`` holds each given
+    column with whether it keeps the earliest value. The INSERT's columns are those of
+    the parameters it runs with (``lead_id`` and the given ones)."""
+    ins = dialect_insert(dialect)(_LEADS)
+    if not shape:
+        return ins.on_conflict_do_nothing()
+    sets = {
+        name: _earliest(_LEADS.c[name], ins.excluded[name]) if earliest else ins.excluded[name]
+        for name, earliest in sorted(shape)
+    }
+    return ins.on_conflict_do_update(index_elements=[_LEADS.c.lead_id], set_=sets)
+
+
+@cache
+def _insert_once(table: Table, dialect: str) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING`` of ``table`` in ``dialect`` (columns: those of
+    the parameters)."""
+    return dialect_insert(dialect)(table).on_conflict_do_nothing()
+
+
+_LEAD_FACTS = select(
+    _LEADS.c.source, _LEADS.c.campaign, _LEADS.c.mql_at, _LEADS.c.contract_version
+).where(_LEADS.c.lead_id == bindparam("b_lead", type_=_LEADS.c.lead_id.type))
+_CANCEL_RECYCLES = (
+    update(_RECYCLES)
+    .where(
+        _RECYCLES.c.lead_id == bindparam("b_lead", type_=_RECYCLES.c.lead_id.type),
+        _RECYCLES.c.status == PENDING,
+        _RECYCLES.c.rejected_at <= bindparam("b_since", type_=_RECYCLES.c.rejected_at.type),
+    )
+    .values(status=CANCELLED)
+)
+
+
 async def touch_lead(session: AsyncSession, lead_id: str, **values: Any) -> None:
     """Set funnel facts of a lead (creating its row); ``None`` values are left alone.
     Keys ending in ``__earliest`` keep the earliest time seen.
 
     One upsert, not an insert then an update: it runs for every funnel event."""
-    table = LeadRow.__table__
-    given: dict[str, Any] = {}
-    earliest: set[str] = set()
+    params: dict[str, Any] = {"lead_id": lead_id}
+    shape: list[tuple[str, bool]] = []
     for key, value in values.items():
         if value is None:
             continue
         name = key.removesuffix("__earliest")
-        given[name] = value
-        if name != key:
-            earliest.add(name)
-    ins = insert_for(session)(table).values(lead_id=lead_id, **given)
-    if not given:
-        await session.execute(ins.on_conflict_do_nothing())
-        return
-    sets = {
-        name: _earliest(table.c[name], ins.excluded[name])
-        if name in earliest
-        else ins.excluded[name]
-        for name in given
-    }
-    await session.execute(ins.on_conflict_do_update(index_elements=[table.c.lead_id], set_=sets))
+        params[name] = value
+        shape.append((name, name != key))
+    stmt = _touch_statement(dialect_name(session), frozenset(shape))
+    await session.execute(stmt, params)
 
 
 async def lead(session: AsyncSession, lead_id: str) -> LeadRow | None:
     return await session.get(LeadRow, lead_id)
+
+
+async def lead_facts(session: AsyncSession, lead_id: str) -> Row[Any, Any, Any, Any] | None:
+    """What folding an event reads of a lead: its ``source``, ``campaign``, ``mql_at``
+    and ``contract_version`` as stored now (one Core select; None: no row yet)."""
+    result = await session.execute(_LEAD_FACTS, {"b_lead": lead_id})
+    return result.one_or_none()
 
 
 async def leads_between(
@@ -199,9 +249,8 @@ async def leads_between(
 
 async def record_breach(session: AsyncSession, lead_id: str, clause: str, at: datetime) -> None:
     await session.execute(
-        insert_for(session)(BreachRow.__table__)
-        .values(lead_id=lead_id, clause=clause, detected_at=at)
-        .on_conflict_do_nothing()
+        _insert_once(_BREACHES, dialect_name(session)),
+        {"lead_id": lead_id, "clause": clause, "detected_at": at},
     )
 
 
@@ -222,9 +271,8 @@ async def record_attempt(
 ) -> None:
     """Add to the attempts ledger; the same attempt reported twice counts once."""
     await session.execute(
-        insert_for(session)(AttemptRow.__table__)
-        .values(lead_id=lead_id, channel=channel, contacted_at=contacted_at)
-        .on_conflict_do_nothing()
+        _insert_once(_ATTEMPTS, dialect_name(session)),
+        {"lead_id": lead_id, "channel": channel, "contacted_at": contacted_at},
     )
 
 
@@ -239,23 +287,13 @@ async def attempts_of(session: AsyncSession, lead_id: str) -> list[tuple[str, da
 
 
 async def schedule_recycle(session: AsyncSession, values: dict[str, Any]) -> bool:
-    result = await session.execute(
-        insert_for(session)(RecycleRow.__table__).values(**values).on_conflict_do_nothing()
-    )
+    result = await session.execute(_insert_once(_RECYCLES, dialect_name(session)), values)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def cancel_recycles(session: AsyncSession, lead_id: str, since: datetime) -> None:
     """The lead was won back (accepted, deal closed) after its rejection: no recycle."""
-    await session.execute(
-        update(RecycleRow)
-        .where(
-            RecycleRow.lead_id == lead_id,
-            RecycleRow.status == PENDING,
-            RecycleRow.rejected_at <= since,
-        )
-        .values(status=CANCELLED)
-    )
+    await session.execute(_CANCEL_RECYCLES, {"b_lead": lead_id, "b_since": since})
 
 
 async def due_recycles(session: AsyncSession, now: datetime, limit: int) -> Sequence[RecycleRow]:
@@ -320,9 +358,8 @@ async def add_touch(
     session: AsyncSession, lead_id: str, at: datetime, kind: str, campaign: str | None
 ) -> None:
     await session.execute(
-        insert_for(session)(TouchRow.__table__)
-        .values(lead_id=lead_id, at=at, kind=kind, campaign=campaign)
-        .on_conflict_do_nothing()
+        _insert_once(_TOUCHES, dialect_name(session)),
+        {"lead_id": lead_id, "at": at, "kind": kind, "campaign": campaign},
     )
 
 

@@ -55,14 +55,16 @@ async def on_lead_scored(
             notifier,
         )
         owner, team = assignment.owner, assignment.team
-    for deadline in deadlines(contract, scored.scored_at):
-        fresh = await store.arm(
-            uow.session,
+    armed = deadlines(contract, scored.scored_at)
+    now = clock.now()
+    fresh = await store.arm_all(
+        uow.session,
+        [
             {
                 "lead_id": scored.lead_id,
                 "clause": deadline.clause,
                 "started_at": scored.scored_at,
-                "armed_at": clock.now(),
+                "armed_at": now,
                 "due_at": deadline.due_at,
                 "at_risk_at": deadline.at_risk_at,
                 "owner": owner,
@@ -72,11 +74,15 @@ async def on_lead_scored(
                 # The broker's partition of the lead's key: the instance that owns it
                 # in the consumer group watches this deadline.
                 "partition": uow.partition,
-            },
-        )
-        if fresh:
-            uow.after_commit(sla_metrics.armed.labels(deadline.clause).inc)
-        if fresh and deadline.clause in TIMED_CLAUSES:
+            }
+            for deadline in armed
+        ],
+    )
+    for deadline in armed:
+        if deadline.clause not in fresh:
+            continue
+        uow.after_commit(sla_metrics.armed.labels(deadline.clause).inc)
+        if deadline.clause in TIMED_CLAUSES:
             # Woken before our commit is visible; the watch reads due rows from the
             # store, and looks again a moment later for a time already past.
             deadline_watch.armed(deadline.due_at)
@@ -108,11 +114,11 @@ async def _first_contact(
     uow: UnitOfWork, sla_metrics: SlaMetrics, lead_id: str, at: datetime, owner: str | None
 ) -> None:
     """Meet the first-contact clause (when in time) and record the response time, once."""
-    first = await store.record_first_contact(uow.session, lead_id, at, owner)
-    if first is None:
+    started_at = await store.record_first_contact(uow.session, lead_id, at, owner)
+    if started_at is None:
         return  # not an MQL we watch (yet), or not its first contact
     await store.mark_met(uow.session, lead_id, "first_contact", at)
-    response_seconds = max(0.0, (at - first.started_at).total_seconds())
+    response_seconds = max(0.0, (at - started_at).total_seconds())
     uow.after_commit(lambda: sla_metrics.first_response.observe(response_seconds))
 
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
 from sqlalchemy import (
+    BindParameter,
+    Column,
     ColumnElement,
     Index,
     Integer,
     String,
+    Table,
     UniqueConstraint,
+    bindparam,
     case,
     func,
     or_,
@@ -23,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from leadpact.db import UtcDateTime, insert_for
+from leadpact.db import UtcDateTime, dialect_insert, dialect_name, insert_for
 from sla_monitor.domain import CLAUSE_TEAM
 
 OPEN, MET, BREACHED = "open", "met", "breached"
@@ -95,6 +100,26 @@ _ARM = {
 }
 
 
+_ARM_ALL = {
+    insert: stmt.returning(DeadlineRow.__table__.c.clause)  # type: ignore[attr-defined]
+    for insert, stmt in _ARM.items()
+}
+
+
+async def arm_all(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """:func:`arm` for several clauses of one lead: the clauses inserted (not armed
+    before). One statement for them all when every row has its ``partition`` (the hot
+    path: every MQL arms each clause of its contract): the rows the conflict skipped
+    return nothing."""
+    if not rows:
+        return set()
+    if any(values.get("partition") is None for values in rows):
+        return {values["clause"] for values in rows if await arm(session, values)}
+    params = [{"round": 0, "team": None, **values, "status": OPEN} for values in rows]
+    result = await session.execute(_ARM_ALL[insert_for(session)], params)
+    return set(result.scalars().all())
+
+
 async def arm(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert the deadline unless this (lead, clause) has one; True when inserted.
 
@@ -119,63 +144,108 @@ async def arm(session: AsyncSession, values: dict[str, Any]) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+_DEADLINES = cast(Table, DeadlineRow.__table__)
+_ATTEMPTS = cast(Table, AttemptRow.__table__)
+
+
+def _param(name: str, column: Column[Any]) -> BindParameter[Any]:
+    return bindparam(name, type_=column.type)
+
+
+# The statements of the event handlers' path, built once and executed with parameters (as
+# ``_ARM``): building, coercing and hashing a fresh statement per call was most of a
+# handler's CPU time. Core statements on the tables: no ORM object is in the session
+# when the handlers run them (each event starts with an empty session), so there is
+# nothing for the ORM to synchronise.
+_B_LEAD = _param("b_lead", _DEADLINES.c.lead_id)
+_B_CLAUSE = _param("b_clause", _DEADLINES.c.clause)
+_B_AT = _param("b_at", _DEADLINES.c.resolved_at)
+
+
+def _mark_met_statement(on_time_only: bool) -> Any:
+    conditions = [
+        _DEADLINES.c.lead_id == _B_LEAD,
+        _DEADLINES.c.clause == _B_CLAUSE,
+        _DEADLINES.c.status == OPEN,
+    ]
+    if on_time_only:
+        conditions.append(_DEADLINES.c.due_at >= _B_AT)
+    return update(_DEADLINES).where(*conditions).values(status=MET, resolved_at=_B_AT)
+
+
+_MARK_MET = {flag: _mark_met_statement(flag) for flag in (False, True)}
+
+
+def _first_contact_statement(with_owner: bool) -> Any:
+    values: dict[str, Any] = {"contacted_at": _param("b_at", _DEADLINES.c.contacted_at)}
+    if with_owner:
+        values["owner"] = _param("b_owner", _DEADLINES.c.owner)
+    return (
+        update(_DEADLINES)
+        .where(
+            _DEADLINES.c.lead_id == _B_LEAD,
+            _DEADLINES.c.clause == "first_contact",
+            _DEADLINES.c.round == 0,
+            _DEADLINES.c.contacted_at.is_(None),
+        )
+        .values(values)
+        .returning(_DEADLINES.c.started_at)
+    )
+
+
+_FIRST_CONTACT = {flag: _first_contact_statement(flag) for flag in (False, True)}
+_ATTEMPTS_OF = select(_ATTEMPTS.c.channel, _ATTEMPTS.c.contacted_at).where(
+    _ATTEMPTS.c.lead_id == _param("b_lead", _ATTEMPTS.c.lead_id)
+)
+_LATEST_DEADLINE = (
+    select(DeadlineRow)
+    .where(DeadlineRow.lead_id == _B_LEAD, DeadlineRow.clause == _B_CLAUSE)
+    .order_by(DeadlineRow.round.desc())
+    .limit(1)
+)
+
+
+@cache
+def _insert_attempt(dialect: str) -> Any:
+    return dialect_insert(dialect)(_ATTEMPTS).on_conflict_do_nothing()
+
+
 async def mark_met(
     session: AsyncSession, lead_id: str, clause: str, at: datetime, *, on_time_only: bool = True
 ) -> bool:
     """Open → met (when ``at`` is on time, unless told otherwise); True when it changed."""
-    conditions = [
-        DeadlineRow.lead_id == lead_id,
-        DeadlineRow.clause == clause,
-        DeadlineRow.status == OPEN,
-    ]
-    if on_time_only:
-        conditions.append(DeadlineRow.due_at >= at)
-    result = await session.execute(
-        update(DeadlineRow).where(*conditions).values(status=MET, resolved_at=at)
-    )
+    params = {"b_lead": lead_id, "b_clause": clause, "b_at": at}
+    result = await session.execute(_MARK_MET[on_time_only], params)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def record_first_contact(
     session: AsyncSession, lead_id: str, at: datetime, owner: str | None
-) -> DeadlineRow | None:
-    """Remember the first contact once; returns the row the first time only."""
-    values: dict[str, Any] = {"contacted_at": at}
+) -> datetime | None:
+    """Remember the first contact once; returns when the first-contact clause started (the
+    MQL time) the first time only, None otherwise."""
+    params: dict[str, Any] = {"b_lead": lead_id, "b_at": at}
     if owner is not None:
-        values["owner"] = owner
-    result = await session.execute(
-        update(DeadlineRow)
-        .where(
-            DeadlineRow.lead_id == lead_id,
-            DeadlineRow.clause == "first_contact",
-            DeadlineRow.round == 0,
-            DeadlineRow.contacted_at.is_(None),
-        )
-        .values(**values)
-        .returning(DeadlineRow)
-    )
-    return result.scalar_one_or_none()
+        params["b_owner"] = owner
+    result = await session.execute(_FIRST_CONTACT[owner is not None], params)
+    started: datetime | None = result.scalar_one_or_none()
+    return started
 
 
 async def record_attempt(session: AsyncSession, lead_id: str, channel: str, at: datetime) -> None:
-    stmt = insert_for(session)(AttemptRow).values(lead_id=lead_id, channel=channel, contacted_at=at)
-    await session.execute(stmt.on_conflict_do_nothing())
+    params = {"lead_id": lead_id, "channel": channel, "contacted_at": at}
+    await session.execute(_insert_attempt(dialect_name(session)), params)
 
 
 async def attempts_of(session: AsyncSession, lead_id: str) -> list[tuple[str, datetime]]:
-    rows = await session.execute(
-        select(AttemptRow.channel, AttemptRow.contacted_at).where(AttemptRow.lead_id == lead_id)
-    )
+    rows = await session.execute(_ATTEMPTS_OF, {"b_lead": lead_id})
     return [(channel, at) for channel, at in rows.all()]
 
 
 async def deadline(session: AsyncSession, lead_id: str, clause: str) -> DeadlineRow | None:
     """The lead's latest deadline of ``clause`` (the highest round)."""
     found: DeadlineRow | None = await session.scalar(
-        select(DeadlineRow)
-        .where(DeadlineRow.lead_id == lead_id, DeadlineRow.clause == clause)
-        .order_by(DeadlineRow.round.desc())
-        .limit(1)
+        _LATEST_DEADLINE, {"b_lead": lead_id, "b_clause": clause}
     )
     return found
 

@@ -74,10 +74,10 @@ async def facts_of(uow: UnitOfWork, scored: LeadScored) -> LeadFacts:
     return LeadFacts(
         tier=scored.tier,
         probability=scored.probability,
-        source=(row["source"] if row is not None and row["source"] else scored.source),
-        country=row["country"] if row is not None else None,
-        company_size=row["company_size"] if row is not None else None,
-        industry=row["industry"] if row is not None else None,
-        existing_customer=bool(row is not None and row["existing_customer"]),
-        account_owner=row["account_owner"] if row is not None else None,
+        source=(row.source if row is not None and row.source else scored.source),
+        country=row.country if row is not None else None,
+        company_size=row.company_size if row is not None else None,
+        industry=row.industry if row is not None else None,
+        existing_customer=bool(row is not None and row.existing_customer),
+        account_owner=row.account_owner if row is not None else None,
     )

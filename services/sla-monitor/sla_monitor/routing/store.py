@@ -16,7 +16,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
-    RowMapping,
+    Row,
     String,
     Table,
     bindparam,
@@ -215,10 +215,12 @@ async def save_facts(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(_insert_once(_FACTS, dialect_name(session), "lead_id"), values)
 
 
-async def facts(session: AsyncSession, lead_id: str) -> RowMapping | None:
-    """The lead's country, company_size, industry and source, when ``lead.created`` came."""
+async def facts(session: AsyncSession, lead_id: str) -> Row[Any, Any, Any, Any, Any, Any] | None:
+    """The lead's country, company_size, industry, source, existing_customer and
+    account_owner, when ``lead.created`` came (a row with those attributes)."""
     result = await session.execute(_SELECT_FACTS, {"b_lead": lead_id})
-    return result.mappings().one_or_none()
+    found: Row[Any, Any, Any, Any, Any, Any] | None = result.one_or_none()
+    return found
 
 
 # ---- assignments ----------------------------------------------------------------------
