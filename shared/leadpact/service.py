@@ -34,6 +34,7 @@ from leadpact.consumer import EventDispatcher, EventHandler
 from leadpact.contract import ContractBook
 from leadpact.db import Database
 from leadpact.events import EventData
+from leadpact.gc_tuning import GcTuning
 from leadpact.logging import configure_logging
 from leadpact.messaging import OutboxRelay, UnitOfWork
 from leadpact.metrics import ServiceMetrics
@@ -142,6 +143,7 @@ def create_app(
     settings = settings or Settings()
     ctx = build_context(definition, settings, clock=clock, bus=bus)
     owns_bus = bus is None
+    collector = GcTuning(settings.gc_gen0_threshold)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -172,6 +174,7 @@ def create_app(
         workers = list(definition.workers(ctx))
         for worker in workers:
             await worker.start()
+        await collector.start()
         ctx.ready = True
         log.info("service started", service=definition.name)
         try:
@@ -189,6 +192,7 @@ def create_app(
             if owns_bus:
                 await ctx.bus.stop()
             await ctx.db.dispose()
+            await collector.stop()
 
     app = FastAPI(
         title=f"leadpact {definition.title}",
