@@ -4,36 +4,25 @@ the earliest rule only where asked, on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from feedback import store
 from leadpact.db import Database
+from tests.fixtures.schema import database_with
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-@asynccontextmanager
-async def _database(url: str) -> AsyncIterator[Database]:
-    database = Database(url)
-    async with database.engine.begin() as conn:
-        await conn.run_sync(store.Base.metadata.create_all)
-    try:
-        yield database
-    finally:
-        await database.dispose()
-
-
 async def test_shapes_on_sqlite(tmp_path: Path) -> None:
-    async with _database(f"sqlite+aiosqlite:///{tmp_path}/fb.db") as db:
+    async with database_with(f"sqlite+aiosqlite:///{tmp_path}/fb.db", store.Base.metadata) as db:
         await _check_shapes(db)
         await _check_lead_facts(db)
 
 
 async def test_shapes_on_postgres(pg_database: Callable[[str], Awaitable[str]]) -> None:
-    async with _database(await pg_database("feedback_statements")) as db:
+    async with database_with(await pg_database("feedback_statements"), store.Base.metadata) as db:
         await _check_shapes(db)
         await _check_lead_facts(db)
 
