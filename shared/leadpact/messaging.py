@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpact.bus.base import EventBus
 from leadpact.clock import Clock
-from leadpact.db import Database, dialect_insert, dialect_name
+from leadpact.db import Database, dialect_name, insert_or_skip
 from leadpact.events import CloudEvent, EventData, envelope
 from leadpact.tasks import cancel_and_wait, wait_at_most
 
@@ -65,7 +65,8 @@ inbox = Table(
 
 # Built once: constructing the statement was a visible share of handling an event.
 _CLAIM = {
-    name: dialect_insert(name)(inbox).on_conflict_do_nothing() for name in ("postgresql", "sqlite")
+    name: insert_or_skip(inbox, name).returning(inbox.c.event_id)
+    for name in ("postgresql", "sqlite")
 }
 
 
@@ -122,9 +123,7 @@ class UnitOfWork:
 
     async def claim(self, consumer: str, event_id: str) -> bool:
         """Record ``event_id`` as handled by ``consumer``; False when it already was."""
-        values = {"consumer": consumer, "event_id": event_id, "handled_at": self._clock.now()}
-        result = await self.session.execute(_CLAIM[dialect_name(self.session)], values)
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return bool(await self.claim_all(consumer, [event_id]))
 
     async def claim_all(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
         """Record every id of ``event_ids`` as handled by ``consumer`` in one statement;
@@ -135,8 +134,7 @@ class UnitOfWork:
             return set()
         at = self._clock.now()
         rows = [{"consumer": consumer, "event_id": i, "handled_at": at} for i in fresh]
-        statement = _CLAIM[dialect_name(self.session)].returning(inbox.c.event_id)
-        result = await self.session.execute(statement, rows)
+        result = await self.session.execute(_CLAIM[dialect_name(self.session)], rows)
         return set(result.scalars())
 
     async def commit(self) -> None:

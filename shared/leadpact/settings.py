@@ -53,17 +53,17 @@ class Settings(BaseSettings):
         description="Most messages of one partition handled in one transaction (1: one by one)",
     )
     relay_poll_seconds: float = Field(0.5, description="Outbox relay poll when not woken")
-    gc_gen0_threshold: int = Field(
-        5000,
-        ge=0,
-        description="While serving: the startup heap frozen and the young generation collected "
-        "every this many allocations (CPython: 700); 0 leaves the collector as it is",
-    )
     relay_linger_seconds: float = Field(
         0.02,
         ge=0,
         description="After a pass that published rows, the outbox relay waits this long "
         "before the next, so that under load one pass takes the events of several commits",
+    )
+    gc_gen0_threshold: int = Field(
+        5000,
+        ge=0,
+        description="While serving: the startup heap frozen and the young generation collected "
+        "every this many allocations (CPython: 700); 0 leaves the collector as it is",
     )
     log_level: str = "INFO"
     log_json: bool = True

@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from feedback.domain.erasure import erased_event_data
 from feedback.domain.funnel import LeadFacts, Spend
-from leadpact.db import UtcDateTime, dialect_insert, dialect_name, insert_for
+from leadpact.db import UtcDateTime, dialect_insert, dialect_name, insert_for, insert_or_skip
 from leadpact.messaging import rewrite_pending_events
 
 PENDING, DONE, CANCELLED = "pending", "done", "cancelled"
@@ -179,13 +179,6 @@ def _touch_statement(dialect: str, shape: frozenset[tuple[str, bool]]) -> Any:
     return ins.on_conflict_do_update(index_elements=[_LEADS.c.lead_id], set_=sets)
 
 
-@cache
-def _insert_once(table: Table, dialect: str) -> Any:
-    """``INSERT … ON CONFLICT DO NOTHING`` of ``table`` in ``dialect`` (columns: those of
-    the parameters)."""
-    return dialect_insert(dialect)(table).on_conflict_do_nothing()
-
-
 _LEAD_FACTS = select(
     _LEADS.c.source, _LEADS.c.campaign, _LEADS.c.mql_at, _LEADS.c.contract_version
 ).where(_LEADS.c.lead_id == bindparam("b_lead", type_=_LEADS.c.lead_id.type))
@@ -249,7 +242,7 @@ async def leads_between(
 
 async def record_breach(session: AsyncSession, lead_id: str, clause: str, at: datetime) -> None:
     await session.execute(
-        _insert_once(_BREACHES, dialect_name(session)),
+        insert_or_skip(_BREACHES, dialect_name(session)),
         {"lead_id": lead_id, "clause": clause, "detected_at": at},
     )
 
@@ -271,7 +264,7 @@ async def record_attempt(
 ) -> None:
     """Add to the attempts ledger; the same attempt reported twice counts once."""
     await session.execute(
-        _insert_once(_ATTEMPTS, dialect_name(session)),
+        insert_or_skip(_ATTEMPTS, dialect_name(session)),
         {"lead_id": lead_id, "channel": channel, "contacted_at": contacted_at},
     )
 
@@ -287,7 +280,7 @@ async def attempts_of(session: AsyncSession, lead_id: str) -> list[tuple[str, da
 
 
 async def schedule_recycle(session: AsyncSession, values: dict[str, Any]) -> bool:
-    result = await session.execute(_insert_once(_RECYCLES, dialect_name(session)), values)
+    result = await session.execute(insert_or_skip(_RECYCLES, dialect_name(session)), values)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -358,7 +351,7 @@ async def add_touch(
     session: AsyncSession, lead_id: str, at: datetime, kind: str, campaign: str | None
 ) -> None:
     await session.execute(
-        _insert_once(_TOUCHES, dialect_name(session)),
+        insert_or_skip(_TOUCHES, dialect_name(session)),
         {"lead_id": lead_id, "at": at, "kind": kind, "campaign": campaign},
     )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -28,7 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from leadpact.db import UtcDateTime, dialect_insert, dialect_name, insert_for
+from leadpact.db import UtcDateTime, dialect_name, insert_for, insert_or_skip
 from sla_monitor.domain import CLAUSE_TEAM
 
 OPEN, MET, BREACHED = "open", "met", "breached"
@@ -205,11 +204,6 @@ _LATEST_DEADLINE = (
 )
 
 
-@cache
-def _insert_attempt(dialect: str) -> Any:
-    return dialect_insert(dialect)(_ATTEMPTS).on_conflict_do_nothing()
-
-
 async def mark_met(
     session: AsyncSession, lead_id: str, clause: str, at: datetime, *, on_time_only: bool = True
 ) -> bool:
@@ -234,7 +228,7 @@ async def record_first_contact(
 
 async def record_attempt(session: AsyncSession, lead_id: str, channel: str, at: datetime) -> None:
     params = {"lead_id": lead_id, "channel": channel, "contacted_at": at}
-    await session.execute(_insert_attempt(dialect_name(session)), params)
+    await session.execute(insert_or_skip(_ATTEMPTS, dialect_name(session)), params)
 
 
 async def attempts_of(session: AsyncSession, lead_id: str) -> list[tuple[str, datetime]]:

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import JSON, Index, Integer, String, Table, Text, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from leadpact.db import UtcDateTime, dialect_insert, dialect_name
+from leadpact.db import UtcDateTime, dialect_name, insert_or_skip
 from sla_monitor.store import Base
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
@@ -41,18 +40,15 @@ class NotificationRow(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
-@cache
-def _enqueue(dialect: str) -> Any:
-    # Built once per dialect and run with parameters: queued in the assignment's hot path.
-    table = cast(Table, NotificationRow.__table__)
-    return dialect_insert(dialect)(table).on_conflict_do_nothing(index_elements=["dedup_key"])
+_NOTIFICATIONS = cast(Table, NotificationRow.__table__)
 
 
 async def enqueue(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Queue one delivery; False when its dedup key is queued already."""
-    dialect = dialect_name(session)
     row = {"last_error": None, "sent_at": None, **values, "status": PENDING, "attempts": 0}
-    result = await session.execute(_enqueue(dialect), row)
+    result = await session.execute(
+        insert_or_skip(_NOTIFICATIONS, dialect_name(session), "dedup_key"), row
+    )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any, Protocol, cast
 
 from sqlalchemy import (
@@ -28,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from leadpact.db import UtcDateTime, dialect_insert, dialect_name, insert_for
+from leadpact.db import UtcDateTime, dialect_name, insert_for, insert_or_skip
 from sla_monitor.store import Base
 
 OPEN, CLOSED = "open", "closed"
@@ -131,12 +130,6 @@ _MEMBERS = cast(Table, MemberStateRow.__table__)
 _TEAMS = cast(Table, TeamStateRow.__table__)
 
 
-@cache
-def _insert_once(table: Table, dialect: str, key: str) -> Any:
-    """``INSERT … ON CONFLICT (key) DO NOTHING`` of ``table`` in ``dialect``."""
-    return dialect_insert(dialect)(table).on_conflict_do_nothing(index_elements=[key])
-
-
 _SELECT_FACTS = select(
     _FACTS.c.country,
     _FACTS.c.company_size,
@@ -212,7 +205,7 @@ _TURN = {False: _turn_query(False), True: _turn_query(True)}
 
 
 async def save_facts(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(_insert_once(_FACTS, dialect_name(session), "lead_id"), values)
+    await session.execute(insert_or_skip(_FACTS, dialect_name(session), "lead_id"), values)
 
 
 async def facts(session: AsyncSession, lead_id: str) -> Row[Any, Any, Any, Any, Any, Any] | None:
@@ -250,7 +243,7 @@ async def assignment(session: AsyncSession, lead_id: str) -> AssignmentRow | Non
 async def insert_assignment(session: AsyncSession, values: dict[str, Any]) -> bool:
     """The first owner of a lead; False when the lead already has one (a redelivery, or
     another consumer got there first: the primary key decides)."""
-    stmt = _insert_once(_ASSIGNMENTS, dialect_name(session), "lead_id")
+    stmt = insert_or_skip(_ASSIGNMENTS, dialect_name(session), "lead_id")
     values = {"routed_owner": None, **values, "status": OPEN, "round": 0}
     result = await session.execute(stmt, values)
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -344,12 +337,12 @@ async def turn_state(
     if len(rows) < len(set(member_ids)):  # the team's or a member's row is missing
         dialect = dialect_name(session)
         await session.execute(
-            _insert_once(_TEAMS, dialect, "team_id"), {"team_id": team_id, "vtime": 0.0}
+            insert_or_skip(_TEAMS, dialect, "team_id"), {"team_id": team_id, "vtime": 0.0}
         )
         # Plain read (no lock): the new members' starting pass only.
         vtime = (await session.execute(_TEAM_VTIME, {"b_team": team_id})).scalar_one()
         await session.execute(
-            _insert_once(_MEMBERS, dialect, "member_id"),
+            insert_or_skip(_MEMBERS, dialect, "member_id"),
             [
                 {
                     "member_id": m,
