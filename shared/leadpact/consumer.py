@@ -6,6 +6,12 @@ dead-letter topic), claims the event id in the inbox, runs the handler and commi
 one transaction: the bus commits the offset only after that. Under load the bus hands over a
 partition's ready messages at once (:meth:`EventDispatcher.handle_batch`): one transaction
 for all of them, and one by one again if that fails.
+
+A service may also list a *batch handler* for a topic, ``async def on_xs(events:
+Sequence[CloudEvent[X]], uow, clock)``, that takes a batch's events in one call (one
+query or one model call for all of them instead of one each). Its effect must equal calling
+the event handler on each event in order; the event handler still serves single events and
+the one-by-one fallback.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from leadpact.metrics import ServiceMetrics
 log = structlog.get_logger("leadpact.consumer")
 
 EventHandler = Callable[[CloudEvent[Any], UnitOfWork, Clock], Awaitable[None]]
+BatchEventHandler = Callable[[Sequence[CloudEvent[Any]], UnitOfWork, Clock], Awaitable[None]]
 UowFactory = Callable[[], UnitOfWork]
 
 
@@ -40,9 +47,13 @@ class EventDispatcher:
         metrics: ServiceMetrics,
         retries: int = 3,
         backoff: float = 0.05,
+        batch_handlers: Mapping[type[EventData], BatchEventHandler] | None = None,
     ) -> None:
         self.consumer = consumer
         self._handlers = {model.topic: h for model, h in handlers.items()}
+        self._batch_handlers = {model.topic: h for model, h in (batch_handlers or {}).items()}
+        if unknown := set(self._batch_handlers) - set(self._handlers):
+            raise ValueError(f"batch handlers without an event handler: {sorted(unknown)}")
         self._uow = uow_factory
         self._clock = clock
         self._metrics = metrics
@@ -95,29 +106,23 @@ class EventDispatcher:
 
     async def _handle_batch(self, msgs: Sequence[Message]) -> None:
         work = [(msg, *self._decode(msg)) for msg in msgs]
-        done: list[tuple[str, float]] = []  # every event, as __call__ counts them
-        duplicates: list[str] = []
         async with self._uow() as uow:
-            session = uow.session
             # One claim statement for the batch; an id twice in it is handled once.
             to_handle = await uow.claim_all(self.consumer, [event.id for _, event, _ in work])
+            fresh: list[tuple[Message, CloudEvent[Any], EventHandler]] = []
+            duplicates: list[str] = []
             for msg, event, handler in work:
-                started = time.perf_counter()
-                uow.partition = msg.partition
                 if event.id in to_handle:
                     to_handle.discard(event.id)
-                    with structlog.contextvars.bound_contextvars(
-                        event_id=event.id, lead_id=event.subject
-                    ):
-                        await handler(event, uow, self._clock)
-                    # The next handler starts as in a session of its own (same
-                    # transaction): no ORM object or session cache left from this event.
-                    await session.flush()
-                    session.expunge_all()
-                    session.info.clear()
+                    fresh.append((msg, event, handler))
                 else:
                     duplicates.append(msg.topic)
-                done.append((msg.topic, time.perf_counter() - started))
+            batch_handler = self._batch_handlers.get(msgs[0].topic)
+            if batch_handler is not None and len(fresh) > 1:
+                done = await self._run_together(batch_handler, fresh, uow)
+            else:
+                done = await self._run_in_turn(fresh, uow)
+            done += [(topic, 0.0) for topic in duplicates]  # consumed, as __call__ counts them
             committing = time.perf_counter()
             await uow.commit()
             commit_share = (time.perf_counter() - committing) / len(done)
@@ -126,6 +131,41 @@ class EventDispatcher:
         for topic, seconds in done:
             self._metrics.events_consumed.labels(topic).inc()
             self._metrics.event_handling.labels(topic).observe(seconds + commit_share)
+
+    async def _run_in_turn(
+        self, fresh: Sequence[tuple[Message, CloudEvent[Any], EventHandler]], uow: UnitOfWork
+    ) -> list[tuple[str, float]]:
+        """Each event through its own handler, as if in a session of its own; returns each
+        event's topic and handling time."""
+        session = uow.session
+        done: list[tuple[str, float]] = []
+        for msg, event, handler in fresh:
+            started = time.perf_counter()
+            uow.partition = msg.partition
+            with structlog.contextvars.bound_contextvars(event_id=event.id, lead_id=event.subject):
+                await handler(event, uow, self._clock)
+            # The next handler starts as in a session of its own (same transaction): no
+            # ORM object or session cache left from this event.
+            await session.flush()
+            session.expunge_all()
+            session.info.clear()
+            done.append((msg.topic, time.perf_counter() - started))
+        return done
+
+    async def _run_together(
+        self,
+        batch_handler: BatchEventHandler,
+        fresh: Sequence[tuple[Message, CloudEvent[Any], EventHandler]],
+        uow: UnitOfWork,
+    ) -> list[tuple[str, float]]:
+        """All events in one call of the topic's batch handler; each event is counted with
+        an equal share of its time."""
+        started = time.perf_counter()
+        uow.partition = fresh[0][0].partition
+        await batch_handler([event for _, event, _ in fresh], uow, self._clock)
+        await uow.session.flush()
+        share = (time.perf_counter() - started) / len(fresh)
+        return [(msg.topic, share) for msg, _, _ in fresh]
 
     async def _handle_with_retries(
         self,

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadpact.bus import EventBus, bus_from_url
 from leadpact.clock import Clock, SystemClock
-from leadpact.consumer import EventDispatcher, EventHandler
+from leadpact.consumer import EventDispatcher
 from leadpact.contract import ContractBook
 from leadpact.db import Database
 from leadpact.events import EventData
@@ -73,7 +73,7 @@ class ServiceContext:
 
 HandlerFunction = Callable[..., Awaitable[None]]
 """An event handler as a service writes it: ``(event, uow, clock, *extras)``; :func:`inject`
-binds the extras by parameter name and makes it an ``EventHandler``."""
+binds the extras by parameter name, leaving ``(event, uow, clock)``."""
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,17 @@ class ServiceDefinition:
     default_port: int
     migrations: Path
     event_handlers: Mapping[type[EventData], HandlerFunction] = field(default_factory=dict)
+    batch_handlers: Mapping[type[EventData], HandlerFunction] = field(default_factory=dict)
+    """Optional: a topic's events of one consumer batch in one call, ``(events, uow, clock,
+    *extras)``; same effect as the event handler on each in order (see leadpact.consumer)."""
     routers: Callable[[ServiceContext], Sequence[APIRouter]] = lambda ctx: ()
     workers: Callable[[ServiceContext], Sequence[Worker]] = lambda ctx: ()
     setup: Callable[[ServiceContext], Awaitable[None]] | None = None
     description: str = ""
 
 
-def inject(handler: HandlerFunction, ctx: ServiceContext) -> EventHandler:
-    """Bind the handler's extra parameters (beyond event, uow, clock) from the context."""
+def inject(handler: HandlerFunction, ctx: ServiceContext) -> HandlerFunction:
+    """Bind the handler's extra parameters (beyond event(s), uow, clock) from the context."""
     bound: dict[str, Any] = {}
     for name in list(inspect.signature(handler).parameters)[3:]:
         if name in ctx.extras:
@@ -100,6 +103,19 @@ def inject(handler: HandlerFunction, ctx: ServiceContext) -> EventHandler:
         else:
             raise TypeError(f"{handler.__qualname__}: nothing to inject for parameter {name!r}")
     return partial(handler, **bound) if bound else handler
+
+
+def build_dispatcher(definition: ServiceDefinition, ctx: ServiceContext) -> EventDispatcher:
+    """The service's consumer: its event (and batch) handlers with their extras bound."""
+    return EventDispatcher(
+        f"leadpact-{definition.name}",
+        {m: inject(h, ctx) for m, h in definition.event_handlers.items()},
+        ctx.uow,
+        ctx.clock,
+        ctx.metrics,
+        retries=ctx.settings.consumer_retries,
+        batch_handlers={m: inject(h, ctx) for m, h in definition.batch_handlers.items()},
+    )
 
 
 def build_context(
@@ -155,14 +171,7 @@ def create_app(
         ctx.relay.start()
         subscription = None
         if definition.event_handlers:
-            dispatcher = EventDispatcher(
-                f"leadpact-{definition.name}",
-                {m: inject(h, ctx) for m, h in definition.event_handlers.items()},
-                ctx.uow,
-                ctx.clock,
-                ctx.metrics,
-                retries=settings.consumer_retries,
-            )
+            dispatcher = build_dispatcher(definition, ctx)
             subscription = await ctx.bus.subscribe(
                 dispatcher.consumer,
                 dispatcher.topics,

@@ -4,7 +4,7 @@ PostgreSQL, the real memory bus."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,7 @@ class Consumer:
     dispatcher: EventDispatcher
     commits: list[int] = field(default_factory=list)
     seen_in_session: list[Any] = field(default_factory=list)
+    batch_calls: list[list[str]] = field(default_factory=list)
 
     async def count(self, table: Table) -> int:
         async with self.db.engine.connect() as conn:
@@ -81,9 +82,10 @@ async def database(
     await db.dispose()
 
 
-def consumer_on(db: Database, *extra: Handler) -> Consumer:
+def consumer_on(db: Database, *extra: Handler, batch: bool = False) -> Consumer:
     """A dispatcher whose handler records one row per event (and emits one event); a lead
-    named ``poison`` makes it fail; ``extra`` handlers run after it."""
+    named ``poison`` makes it fail; ``extra`` handlers run after it. With ``batch`` the topic
+    also has a batch handler doing the same for all its events in one insert."""
     clock, metrics = ManualClock(NOW), ServiceMetrics("test")
     holder: list[Consumer] = []
 
@@ -102,6 +104,20 @@ def consumer_on(db: Database, *extra: Handler) -> Consumer:
         for handler in extra:
             await handler(event, uow, clock)
 
+    async def record_all(
+        events: Sequence[CloudEvent[Any]], uow: UnitOfWork, clock: ManualClock
+    ) -> None:
+        holder[0].batch_calls.append([e.id for e in events])
+        if any(e.data.lead_id == "poison" for e in events):
+            raise RuntimeError("this batch cannot be handled")
+        rows = [
+            {"event_id": e.id, "lead_id": e.data.lead_id, "partition": uow.partition}
+            for e in events
+        ]
+        await uow.session.execute(effects.insert(), rows)
+        for e in events:
+            uow.emit(LeadActivity(lead_id=e.data.lead_id, activity="called", occurred_at=NOW))
+
     dispatcher = EventDispatcher(
         CONSUMER,
         {LeadContacted: record},  # type: ignore[dict-item]
@@ -110,6 +126,7 @@ def consumer_on(db: Database, *extra: Handler) -> Consumer:
         metrics,
         retries=2,
         backoff=0.01,
+        batch_handlers={LeadContacted: record_all} if batch else None,  # type: ignore[dict-item]
     )
     consumer = Consumer(db, metrics, dispatcher)
     holder.append(consumer)
@@ -224,3 +241,56 @@ async def test_through_the_bus_a_poison_event_is_isolated_and_the_others_handled
         assert parked.value == events[3].to_json()
     finally:
         await bus.stop()
+
+
+async def test_a_batch_handler_takes_the_batch_in_one_call_without_duplicates(
+    database: Database,
+) -> None:
+    consumer = consumer_on(database, batch=True)
+    before, first, second, third = (contacted(f"lead-{n}") for n in range(4))
+    await consumer.dispatcher(messages([before])[0])
+    await consumer.dispatcher.handle_batch(messages([first, second, first, before, third]))
+
+    assert consumer.batch_calls == [[first.id, second.id, third.id]]
+    assert await consumer.effect_ids() == [before.id, first.id, second.id, third.id]
+    assert await consumer.count(outbox) == 4
+    assert len(consumer.commits) == 2
+    assert consumer.counted("leadpact_events_consumed_total") == 6
+    assert consumer.counted("leadpact_events_duplicate_total") == 2
+    async with database.engine.connect() as conn:
+        partitions = (await conn.execute(select(effects.c.partition))).scalars().all()
+    assert set(partitions) == {2}
+
+
+async def test_a_failing_batch_handler_falls_back_to_each_event_through_the_bus(
+    database: Database,
+) -> None:
+    bus = MemoryBus(partitions=1, retries=2)
+    consumer = consumer_on(database, batch=True)
+    events = [contacted("lead-1"), contacted("poison"), contacted("lead-3")]
+    for e in events:
+        await bus.publish(TOPIC, e.subject or "", e.to_json())
+    member = await bus.subscribe(CONSUMER, [TOPIC], consumer.dispatcher)
+    try:
+        await eventually(lambda: len(bus.messages(TOPIC + ".dlq")) == 1, 20)
+        await eventually(lambda: sum(member.lag().values()) == 0, 20)
+        assert await consumer.effect_ids() == [events[0].id, events[2].id]
+        assert await consumer.count(outbox) == 2
+        assert consumer.counted("leadpact_event_batches_failed_total") >= 1
+    finally:
+        await bus.stop()
+
+
+def test_a_batch_handler_needs_an_event_handler_for_its_topic() -> None:
+    async def nothing(events: Sequence[CloudEvent[Any]], uow: UnitOfWork, clock: Any) -> None:
+        return None
+
+    with pytest.raises(ValueError, match=LeadActivity.topic):
+        EventDispatcher(
+            CONSUMER,
+            {},
+            lambda: None,  # type: ignore[arg-type, return-value]
+            ManualClock(NOW),
+            ServiceMetrics("test"),
+            batch_handlers={LeadActivity: nothing},
+        )
