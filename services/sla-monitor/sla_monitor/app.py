@@ -22,6 +22,7 @@ from sla_monitor.handlers import (
     on_lead_contacted,
     on_lead_rejected,
     on_lead_scored,
+    on_leads_scored,
 )
 from sla_monitor.metrics import SlaMetrics
 from sla_monitor.notify.api import build_router as build_notify_router
@@ -29,7 +30,7 @@ from sla_monitor.notify.queue import Notifier
 from sla_monitor.notify.worker import NotificationWorker
 from sla_monitor.routing.api import build_router as build_routing_router
 from sla_monitor.routing.escalation import Escalator
-from sla_monitor.routing.handlers import on_lead_assigned, on_lead_created
+from sla_monitor.routing.handlers import on_lead_assigned, on_lead_created, on_leads_created
 from sla_monitor.routing.metrics import RoutingMetrics
 from sla_monitor.settings import NotifySettings, SlaSettings
 from sla_monitor.watch import DeadlineWatch
@@ -42,6 +43,12 @@ EVENT_HANDLERS: dict[type[EventData], HandlerFunction] = {
     LeadCreated: on_lead_created,
     LeadAssigned: on_lead_assigned,
 }
+
+BATCH_HANDLERS: dict[type[EventData], HandlerFunction] = {
+    LeadScored: on_leads_scored,
+    LeadCreated: on_leads_created,
+}
+"""Topics whose consumer batches go to one call (same effect as each event in turn)."""
 
 
 def _watch(ctx: ServiceContext) -> DeadlineWatch:
@@ -92,6 +99,7 @@ SERVICE = ServiceDefinition(
     default_port=8003,
     migrations=Path(__file__).parent / "migrations",
     event_handlers=EVENT_HANDLERS,
+    batch_handlers=BATCH_HANDLERS,
     routers=lambda ctx: [
         build_router(ctx),
         build_routing_router(ctx),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -23,7 +24,6 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -91,32 +91,40 @@ class AttemptRow(Base):
     contacted_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
-_ARM = {
-    insert: insert(DeadlineRow.__table__).on_conflict_do_nothing(  # type: ignore[arg-type]
-        index_elements=["lead_id", "clause", "round"]
-    )  # the Table, not the entity: a Core insert, with rowcount
-    for insert in (postgresql.insert, sqlite.insert)
-}
+_DEADLINES = cast(Table, DeadlineRow.__table__)
+_ATTEMPTS = cast(Table, AttemptRow.__table__)
 
 
-_ARM_ALL = {
-    insert: stmt.returning(DeadlineRow.__table__.c.clause)  # type: ignore[attr-defined]
-    for insert, stmt in _ARM.items()
-}
+def _arming(dialect: str) -> Any:
+    """``INSERT … ON CONFLICT (lead_id, clause, round) DO NOTHING`` on the deadlines, built
+    once per dialect (a Core insert on the Table: with rowcount)."""
+    return insert_or_skip(_DEADLINES, dialect, "lead_id", "clause", "round")
+
+
+@cache
+def _arming_returning(dialect: str) -> Any:
+    """:func:`_arming` that returns the (lead, clause) of each row it inserted."""
+    return _arming(dialect).returning(_DEADLINES.c.lead_id, _DEADLINES.c.clause)
 
 
 async def arm_all(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
     """:func:`arm` for several clauses of one lead: the clauses inserted (not armed
-    before). One statement for them all when every row has its ``partition`` (the hot
-    path: every MQL arms each clause of its contract): the rows the conflict skipped
-    return nothing."""
+    before)."""
+    return {clause for _, clause in await arm_leads(session, rows)}
+
+
+async def arm_leads(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+    """:func:`arm` for several deadlines, of one lead or of a batch's leads, in order: the
+    (lead, clause) of those inserted (not armed before). One statement for them all when
+    every row has its ``partition`` (the hot path: every MQL arms each clause of its
+    contract): the rows the conflict skipped return nothing."""
     if not rows:
         return set()
     if any(values.get("partition") is None for values in rows):
-        return {values["clause"] for values in rows if await arm(session, values)}
+        return {(v["lead_id"], v["clause"]) for v in rows if await arm(session, v)}
     params = [{"round": 0, "team": None, **values, "status": OPEN} for values in rows]
-    result = await session.execute(_ARM_ALL[insert_for(session)], params)
-    return set(result.scalars().all())
+    result = await session.execute(_arming_returning(dialect_name(session)), params)
+    return {(lead_id, clause) for lead_id, clause in result.all()}
 
 
 async def arm(session: AsyncSession, values: dict[str, Any]) -> bool:
@@ -128,7 +136,7 @@ async def arm(session: AsyncSession, values: dict[str, Any]) -> bool:
     values = {"round": 0, "team": None, **values, "status": OPEN}
     if values.get("partition") is not None:
         # The hot path (every MQL): a statement built once, only the values bound.
-        result = await session.execute(_ARM[insert_for(session)], values)
+        result = await session.execute(_arming(dialect_name(session)), values)
         return bool(result.rowcount)  # type: ignore[attr-defined]
     values["partition"] = (
         select(DeadlineRow.partition)
@@ -141,10 +149,6 @@ async def arm(session: AsyncSession, values: dict[str, Any]) -> bool:
         stmt.on_conflict_do_nothing(index_elements=["lead_id", "clause", "round"])
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-_DEADLINES = cast(Table, DeadlineRow.__table__)
-_ATTEMPTS = cast(Table, AttemptRow.__table__)
 
 
 def _param(name: str, column: Column[Any]) -> BindParameter[Any]:

@@ -3,6 +3,7 @@ breach): routing never waits for a channel, and a rolled-back assignment tells n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -62,7 +63,22 @@ class Notifier:
     ) -> int:
         """Queue ``message`` to ``to`` on every channel that can reach them; returns rows
         queued (a message already queued under its dedup key is not queued again)."""
-        queued = 0
+        return await self.send_all(session, [(now, message, to)])
+
+    async def send_all(
+        self, session: AsyncSession, messages: Sequence[tuple[datetime, Message, Recipient]]
+    ) -> int:
+        """:meth:`send` of several messages (each with its time), in order, in one insert
+        (a consumer batch's assignments); returns rows queued."""
+        rows = [row for now, message, to in messages for row in self._rows(now, message, to)]
+        queued = await store.enqueue(session, rows)
+        if queued:
+            self.wake()
+        return queued
+
+    def _rows(self, now: datetime, message: Message, to: Recipient) -> list[dict[str, Any]]:
+        """The queue rows of ``message`` to ``to``: one per channel that can reach them."""
+        rows = []
         for channel in self.settings.channels():
             if channel == "email" and not to.email:
                 continue
@@ -73,8 +89,7 @@ class Notifier:
                 "recipient": {"id": to.id, "name": to.name, "email": to.email, "slack": to.slack},
                 "fields": message.fields,
             }
-            queued += await store.enqueue(
-                session,
+            rows.append(
                 {
                     "dedup_key": key[:300],
                     "lead_id": message.lead_id,
@@ -86,8 +101,6 @@ class Notifier:
                     "data": data,
                     "next_attempt_at": now,
                     "created_at": now,
-                },
+                }
             )
-        if queued:
-            self.wake()
-        return queued
+        return rows

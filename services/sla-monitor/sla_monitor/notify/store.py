@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import JSON, Index, Integer, String, Table, Text, select, update
@@ -43,13 +44,29 @@ class NotificationRow(Base):
 _NOTIFICATIONS = cast(Table, NotificationRow.__table__)
 
 
-async def enqueue(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Queue one delivery; False when its dedup key is queued already."""
-    row = {"last_error": None, "sent_at": None, **values, "status": PENDING, "attempts": 0}
-    result = await session.execute(
-        insert_or_skip(_NOTIFICATIONS, dialect_name(session), "dedup_key"), row
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+async def enqueue(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:
+    """Queue deliveries, in order, in one statement; returns how many were queued (a
+    dedup key queued already is skipped)."""
+    if not rows:
+        return 0
+    params = [
+        {"last_error": None, "sent_at": None, **values, "status": PENDING, "attempts": 0}
+        for values in rows
+    ]
+    if len(params) == 1:
+        stmt = insert_or_skip(_NOTIFICATIONS, dialect_name(session), "dedup_key")
+        result = await session.execute(stmt, params[0])
+        return int(result.rowcount)  # type: ignore[attr-defined]
+    result = await session.execute(_enqueue_returning(dialect_name(session)), params)
+    return len(result.all())
+
+
+@cache
+def _enqueue_returning(dialect: str) -> Any:
+    """The queue insert for several rows, returning one id per row queued (the row count
+    of a many-rows insert is not reported alike by every driver)."""
+    stmt = insert_or_skip(_NOTIFICATIONS, dialect, "dedup_key")
+    return stmt.returning(_NOTIFICATIONS.c.id)
 
 
 async def due(

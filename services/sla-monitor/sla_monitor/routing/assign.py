@@ -4,7 +4,7 @@ caller) the first-contact deadline all commit together or not at all."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -62,21 +62,74 @@ def candidates(team: RoutingTeam, states: Mapping[str, store.MemberState]) -> li
     return found
 
 
+TurnReader = Callable[[RoutingTeam], Awaitable[tuple[float, Mapping[str, store.MemberState]]]]
+"""Where a turn reads a team's virtual time and its members' round-robin state."""
+
+
+def locked_turns(uow: UnitOfWork) -> TurnReader:
+    """The store's state, locked. The lock makes two consumers assigning in one team take
+    turns, so no turn is given twice (PostgreSQL; on SQLite the inbox insert that opens
+    every handler's transaction already serialises writers)."""
+    lock = not _is_sqlite(uow)
+
+    async def read(team: RoutingTeam) -> tuple[float, Mapping[str, store.MemberState]]:
+        return await store.turn_state(uow.session, team.id, [m.id for m in team.members], lock=lock)
+
+    return read
+
+
+class TurnBook:
+    """The round-robin of a run of assignments in one transaction (a consumer batch's
+    MQLs): each team's state read and locked once, on its first turn, the turns taken in
+    memory in the run's order, the rows written back once (:meth:`write`). The turns
+    given are those :func:`next_owner` and :func:`store.take_turn` give one by one: the
+    same state, read under the same locks, moved the same way."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._read = locked_turns(uow)
+        self._uow = uow
+        self._vtimes: dict[str, float] = {}
+        self._read_vtimes: dict[str, float] = {}
+        self._members: dict[str, store.MemberState] = {}
+        self._turns: dict[str, int] = {}
+
+    async def read(self, team: RoutingTeam) -> tuple[float, Mapping[str, store.MemberState]]:
+        if team.id not in self._vtimes:
+            vtime, states = await self._read(team)
+            self._vtimes[team.id] = self._read_vtimes[team.id] = vtime
+            for member_id, state in states.items():
+                self._members.setdefault(member_id, state)
+        return self._vtimes[team.id], self._members
+
+    def take(self, team_id: str, member_id: str, new_pass: float, new_vtime: float | None) -> int:
+        """The turn, taken in memory; the member's open leads after it."""
+        state = self._members[member_id]
+        open_now = state.open_leads + 1
+        self._members[member_id] = store.TurnState(
+            new_pass, open_now, state.away_from, state.away_to, state.overrides
+        )
+        self._turns[member_id] = self._turns.get(member_id, 0) + 1
+        if new_vtime is not None:
+            self._vtimes[team_id] = new_vtime
+        return open_now
+
+    async def write(self) -> None:
+        """Each member's last pass and turn count, each moved team's virtual time."""
+        passes = {m: (self._members[m].virtual_pass, n) for m, n in self._turns.items()}
+        moved = {t: v for t, v in self._vtimes.items() if v != self._read_vtimes[t]}
+        await store.take_turns(self._uow.session, passes, moved)
+
+
 async def _turn_in(
-    uow: UnitOfWork,
+    read: TurnReader,
     team: RoutingTeam,
     now: datetime,
     *,
     exclude: Sequence[str] = (),
     ignore: Sequence[Unavailable] = (),
 ) -> tuple[str, float, float | None] | None:
-    """Lock the team's round-robin state and say whose turn it is (not yet taken). The
-    lock makes two consumers assigning in one team take turns, so no turn is given twice
-    (PostgreSQL; on SQLite the inbox insert that opens every handler's transaction
-    already serialises writers)."""
-    vtime, states = await store.turn_state(
-        uow.session, team.id, [m.id for m in team.members], lock=not _is_sqlite(uow)
-    )
+    """Read the team's round-robin state and say whose turn it is (not yet taken)."""
+    vtime, states = await read(team)
     chosen = pick(candidates(team, states), vtime, now, exclude=exclude, ignore=ignore)
     if chosen is None:
         return None
@@ -99,22 +152,25 @@ async def next_owner(
     *,
     exclude: Sequence[str] = (),
     force: bool = True,
+    turns: TurnReader | None = None,
 ) -> tuple[RoutingTeam, str, float, float | None] | None:
     """The team's next available member; else the fallback team's; else (``force``) the
-    fallback team's next member even out of hours or at capacity, then even away."""
+    fallback team's next member even out of hours or at capacity, then even away. The
+    state comes from ``turns`` (a run's :class:`TurnBook`), else from the store, locked."""
+    read = turns or locked_turns(uow)
     tried: list[RoutingTeam] = []
     for tid in dict.fromkeys([team_id, routing.fallback_team]):
         team = routing.team(tid)
         if team is None:
             continue
         tried.append(team)
-        turn = await _turn_in(uow, team, now, exclude=exclude)
+        turn = await _turn_in(read, team, now, exclude=exclude)
         if turn is not None:
             return (team, *turn)
     if force and tried:
         fallback = tried[-1]
         for ignore in FORCE_ORDER:
-            turn = await _turn_in(uow, fallback, now, exclude=exclude, ignore=ignore)
+            turn = await _turn_in(read, fallback, now, exclude=exclude, ignore=ignore)
             if turn is not None:
                 return (fallback, *turn)
     return None
@@ -179,6 +235,68 @@ async def assign_new(
         why=why,
     )
     return Assignment(member_id, team.id, rule_name, "routing", True)
+
+
+@dataclass(frozen=True)
+class NewMql:
+    """A lead that became an MQL just now, to route in a run (:func:`assign_run`)."""
+
+    lead_id: str
+    facts: LeadFacts
+    at: datetime
+
+
+class AssignedMeanwhile(RuntimeError):
+    """A lead of a run got an owner between the caller's look and the run's insert (another
+    consumer): the run cannot stand as decided; its batch is handled again one by one."""
+
+
+async def assign_run(
+    uow: UnitOfWork,
+    routing: Routing,
+    leads: Sequence[NewMql],
+    contract_version: str,
+    metrics: RoutingMetrics,
+    notifier: Notifier | None,
+) -> list[Assignment]:
+    """:func:`assign_new` for each of ``leads`` in order, for leads the caller saw without
+    an owner and that are not returning customers (those it routes one by one): the same
+    owners, turns, rows and events, with each team's round-robin state read once and one
+    statement per table for the writes."""
+    book = TurnBook(uow)
+    changes: list[OwnerChange] = []
+    for lead in leads:
+        team_id, rule = choose_team(routing, lead.facts)
+        decided = await next_owner(uow, routing, team_id, lead.at, turns=book.read)
+        assert decided is not None, "routing validation guarantees a fallback team with members"
+        team, member_id, new_pass, new_vtime = decided
+        rule_name = rule.name if rule is not None and team.id == team_id else None
+        open_now = book.take(team.id, member_id, new_pass, new_vtime)
+        change = OwnerChange(
+            lead.lead_id, member_id, team.id, rule_name, "routing", contract_version,
+            lead.at, open_now,
+        )  # fmt: skip
+        changes.append(change)
+    inserted = await store.insert_assignments(
+        uow.session,
+        [
+            {
+                "lead_id": c.lead_id,
+                "owner": c.owner,
+                "team": c.team,
+                "rule": c.rule,
+                "reason": c.reason,
+                "contract_version": c.contract_version,
+                "assigned_at": c.at,
+            }
+            for c in changes
+        ],
+    )
+    if len(inserted) != len(changes):
+        raise AssignedMeanwhile(sorted({c.lead_id for c in changes} - inserted))
+    await book.write()
+    await announce_all(uow, routing, metrics, notifier, changes)
+    return [Assignment(c.owner, c.team, c.rule, c.reason, True) for c in changes]
 
 
 async def _refused(
@@ -254,6 +372,77 @@ async def _take_without_rules(
     return Assignment(owner, team, None, reason, True)
 
 
+@dataclass(frozen=True)
+class OwnerChange:
+    """One change of a lead's owner, as announced: its history row, its ``lead.assigned``
+    event, its metrics and the new owner's notification."""
+
+    lead_id: str
+    owner: str
+    team: str | None
+    rule: str | None
+    reason: str
+    contract_version: str | None
+    at: datetime
+    open_now: int | None = None  # the owner's open leads after it, when a turn counted it
+    previous: str | None = None
+    by: str | None = None
+    why: str | None = None
+    round_: int = 0
+    emit: bool = True
+
+    def history(self) -> dict[str, Any]:
+        return {
+            "lead_id": self.lead_id,
+            "owner": self.owner,
+            "previous_owner": self.previous,
+            "team": self.team,
+            "rule": self.rule,
+            "reason": self.reason,
+            "by": self.by,
+            "why": self.why,
+            "contract_version": self.contract_version,
+            "at": self.at,
+        }
+
+    def event(self) -> LeadAssigned:
+        return LeadAssigned(
+            lead_id=self.lead_id,
+            owner=self.owner,
+            team=self.team,
+            rule=self.rule,
+            note=self.why,
+            reason=self.reason,  # type: ignore[arg-type]
+            previous_owner=self.previous,
+            by=self.by,
+            contract_version=self.contract_version,
+            assigned_at=self.at,
+        )
+
+    def message(self) -> Message:
+        fields: dict[str, Any] = {
+            "lead_id": self.lead_id,
+            "owner": self.owner,
+            "team": self.team,
+            "rule": self.rule,
+            "reason": self.reason,
+        }
+        if self.previous:
+            fields["previous_owner"] = self.previous
+        lead_id = self.lead_id
+        text = {
+            "routing": f"New MQL {lead_id} is yours (team {self.team}, rule "
+            f"{self.rule or 'fallback'}).",
+            "crm": f"MQL {lead_id} is yours (assigned in the CRM).",
+            "account_owner": f"MQL {lead_id} is yours: a returning customer of your account.",
+            "reassigned": f"MQL {lead_id} was handed to you by {self.by}: {self.why}.",
+            "escalation": f"MQL {lead_id} is yours now: {self.previous} missed the first contact.",
+        }.get(self.reason, f"MQL {lead_id} is yours.")
+        return Message(
+            "assigned", lead_id, f"New lead for you: {lead_id}", text, fields, self.round_
+        )
+
+
 async def _announce(
     uow: UnitOfWork,
     now: datetime,
@@ -275,62 +464,34 @@ async def _announce(
     emit: bool = True,
 ) -> None:
     """History row, event, metrics and the new owner's notification of one owner change."""
-    await store.log(
-        uow.session,
-        {
-            "lead_id": lead_id,
-            "owner": owner,
-            "previous_owner": previous,
-            "team": team,
-            "rule": rule,
-            "reason": reason,
-            "by": by,
-            "why": why,
-            "contract_version": contract_version,
-            "at": now,
-        },
-    )
-    if emit:
-        uow.emit(
-            LeadAssigned(
-                lead_id=lead_id,
-                owner=owner,
-                team=team,
-                rule=rule,
-                note=why,
-                reason=reason,  # type: ignore[arg-type]
-                previous_owner=previous,
-                by=by,
-                contract_version=contract_version,
-                assigned_at=now,
-            ),
-            contract_version,
-        )
-    uow.after_commit(metrics.assigned.labels(team or "none", owner).inc)
-    if open_now is not None:
-        metrics.open_leads.labels(owner).set(open_now)
+    change = OwnerChange(
+        lead_id, owner, team, rule, reason, contract_version, now,
+        open_now, previous, by, why, round_, emit,
+    )  # fmt: skip
+    await announce_all(uow, routing, metrics, notifier, [change])
+
+
+async def announce_all(
+    uow: UnitOfWork,
+    routing: Routing | None,
+    metrics: RoutingMetrics,
+    notifier: Notifier | None,
+    changes: Sequence[OwnerChange],
+) -> None:
+    """Announce owner changes in order: their history rows in one insert, their events
+    and metrics, their notifications in one insert (rows and events in the order the
+    changes were made)."""
+    await store.log(uow.session, [change.history() for change in changes])
+    for change in changes:
+        if change.emit:
+            uow.emit(change.event(), change.contract_version)
+        uow.after_commit(metrics.assigned.labels(change.team or "none", change.owner).inc)
+        if change.open_now is not None:
+            metrics.open_leads.labels(change.owner).set(change.open_now)
     if notifier is not None:
-        fields: dict[str, Any] = {
-            "lead_id": lead_id,
-            "owner": owner,
-            "team": team,
-            "rule": rule,
-            "reason": reason,
-        }
-        if previous:
-            fields["previous_owner"] = previous
-        text = {
-            "routing": f"New MQL {lead_id} is yours (team {team}, rule {rule or 'fallback'}).",
-            "crm": f"MQL {lead_id} is yours (assigned in the CRM).",
-            "account_owner": f"MQL {lead_id} is yours: a returning customer of your account.",
-            "reassigned": f"MQL {lead_id} was handed to you by {by}: {why}.",
-            "escalation": f"MQL {lead_id} is yours now: {previous} missed the first contact.",
-        }.get(reason, f"MQL {lead_id} is yours.")
-        await notifier.send(
+        await notifier.send_all(
             uow.session,
-            now,
-            Message("assigned", lead_id, f"New lead for you: {lead_id}", text, fields, round_),
-            member_recipient(routing, owner),
+            [(c.at, c.message(), member_recipient(routing, c.owner)) for c in changes],
         )
 
 

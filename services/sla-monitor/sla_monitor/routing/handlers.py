@@ -3,6 +3,9 @@ an owner the CRM chose (``lead.assigned`` with reason ``crm`` from another servi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from leadpact.clock import Clock
 from leadpact.contract import ContractBook
 from leadpact.events import CloudEvent, LeadAssigned, LeadCreated, LeadScored
@@ -19,27 +22,38 @@ account owner (flagged by crm-sync)."""
 
 
 async def on_lead_created(event: CloudEvent[LeadCreated], uow: UnitOfWork, clock: Clock) -> None:
-    lead = event.data
-    # A returning customer's account owner is whoever owns its latest earlier lead now;
-    # found here, once, so that assigning the MQL reads it with the other facts.
+    await store.save_facts(uow.session, [await _facts_row(uow, event.data)])
+
+
+async def on_leads_created(
+    events: Sequence[CloudEvent[LeadCreated]], uow: UnitOfWork, clock: Clock
+) -> None:
+    """A consumer batch of ``lead.created``: the facts of all its leads in one insert (a
+    lead twice keeps its first facts, as one by one). Same effect as
+    :func:`on_lead_created` on each event in order: the account owners read for returning
+    customers come from the assignments, which no ``lead.created`` writes."""
+    await store.save_facts(uow.session, [await _facts_row(uow, event.data) for event in events])
+
+
+async def _facts_row(uow: UnitOfWork, lead: LeadCreated) -> dict[str, Any]:
+    """The lead's routing facts. A returning customer's account owner is whoever owns its
+    latest earlier lead now; found here, once, so that assigning the MQL reads it with
+    the other facts."""
     account_owner = (
         await store.latest_owner(uow.session, lead.customer_lead_ids)
         if lead.existing_customer
         else None
     )
-    await store.save_facts(
-        uow.session,
-        {
-            "lead_id": lead.lead_id,
-            "country": lead.country.upper()[:8] if lead.country else None,
-            "company_size": lead.company_size,
-            "industry": lead.industry[:100] if lead.industry else None,
-            "source": lead.source.platform[:100] if lead.source.platform else None,
-            "created_at": lead.created_at,
-            "existing_customer": lead.existing_customer,
-            "account_owner": account_owner,
-        },
-    )
+    return {
+        "lead_id": lead.lead_id,
+        "country": lead.country.upper()[:8] if lead.country else None,
+        "company_size": lead.company_size,
+        "industry": lead.industry[:100] if lead.industry else None,
+        "source": lead.source.platform[:100] if lead.source.platform else None,
+        "created_at": lead.created_at,
+        "existing_customer": lead.existing_customer,
+        "account_owner": account_owner,
+    }
 
 
 async def on_lead_assigned(
@@ -70,7 +84,11 @@ async def on_lead_assigned(
 async def facts_of(uow: UnitOfWork, scored: LeadScored) -> LeadFacts:
     """What the rules see: the score, and the firmographics of ``lead.created`` when it
     arrived (it travels on another topic; a field not known yet matches no condition)."""
-    row = await store.facts(uow.session, scored.lead_id)
+    return lead_facts(scored, await store.facts(uow.session, scored.lead_id))
+
+
+def lead_facts(scored: LeadScored, row: Any | None) -> LeadFacts:
+    """:func:`facts_of` from the lead's facts row (None: no ``lead.created`` yet)."""
     return LeadFacts(
         tier=scored.tier,
         probability=scored.probability,

@@ -4,13 +4,15 @@ capacity, share) that override the contract for the next assignments."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     JSON,
+    BindParameter,
     Boolean,
     Float,
     Index,
@@ -20,15 +22,19 @@ from sqlalchemy import (
     Table,
     bindparam,
     case,
+    false,
     insert,
+    null,
     select,
+    true,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadpact.db import UtcDateTime, dialect_name, insert_for, insert_or_skip
-from sla_monitor.store import Base
+from sla_monitor.store import AttemptRow, Base
 
 OPEN, CLOSED = "open", "closed"
 
@@ -138,6 +144,33 @@ _SELECT_FACTS = select(
     _FACTS.c.existing_customer,
     _FACTS.c.account_owner,
 ).where(_FACTS.c.lead_id == bindparam("b_lead"))
+_B_LEADS: BindParameter[list[str]] = bindparam("b_leads", expanding=True)
+_ATTEMPTS = cast(Table, AttemptRow.__table__)
+_FACT_COLUMNS = (
+    "country",
+    "company_size",
+    "industry",
+    "source",
+    "existing_customer",
+    "account_owner",
+)
+
+
+def _seen_in(table: Table) -> Any:
+    """The batch's leads that have a row in ``table``, shaped as the facts rows."""
+    nothing = [null().label(name) for name in _FACT_COLUMNS]
+    return select(table.c.lead_id, true().label("seen"), *nothing).where(
+        table.c.lead_id.in_(_B_LEADS)
+    )
+
+
+_KNOWN_LEADS = union_all(
+    select(
+        _FACTS.c.lead_id, false().label("seen"), *(_FACTS.c[name] for name in _FACT_COLUMNS)
+    ).where(_FACTS.c.lead_id.in_(_B_LEADS)),
+    _seen_in(_ASSIGNMENTS),
+    _seen_in(_ATTEMPTS),
+)
 _INSERT_LOG = insert(_LOG)
 _TAKE_TURN = (
     update(_MEMBERS)
@@ -148,6 +181,15 @@ _TAKE_TURN = (
         open_leads=_MEMBERS.c.open_leads + 1,
     )
     .returning(_MEMBERS.c.open_leads)
+)
+_TAKE_TURNS = (
+    update(_MEMBERS)
+    .where(_MEMBERS.c.member_id == bindparam("b_member"))
+    .values(
+        virtual_pass=bindparam("b_pass"),
+        assigned=_MEMBERS.c.assigned + bindparam("b_turns"),
+        open_leads=_MEMBERS.c.open_leads + bindparam("b_turns"),
+    )
 )
 _SET_VTIME = (
     update(_TEAMS).where(_TEAMS.c.team_id == bindparam("b_team")).values(vtime=bindparam("b_vtime"))
@@ -204,8 +246,10 @@ _TURN = {False: _turn_query(False), True: _turn_query(True)}
 # ---- lead facts -----------------------------------------------------------------------
 
 
-async def save_facts(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(insert_or_skip(_FACTS, dialect_name(session), "lead_id"), values)
+async def save_facts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Leads' facts, in order, in one statement; a lead known already keeps its facts."""
+    stmt = insert_or_skip(_FACTS, dialect_name(session), "lead_id")
+    await session.execute(stmt, rows[0] if len(rows) == 1 else list(rows))
 
 
 async def facts(session: AsyncSession, lead_id: str) -> Row[Any, Any, Any, Any, Any, Any] | None:
@@ -214,6 +258,23 @@ async def facts(session: AsyncSession, lead_id: str) -> Row[Any, Any, Any, Any, 
     result = await session.execute(_SELECT_FACTS, {"b_lead": lead_id})
     found: Row[Any, Any, Any, Any, Any, Any] | None = result.one_or_none()
     return found
+
+
+async def known_leads(
+    session: AsyncSession, lead_ids: Sequence[str]
+) -> tuple[dict[str, Any], set[str]]:
+    """What a batch of MQLs needs to know of its leads, in one statement: their facts rows
+    (as :func:`facts`, by lead id; none before ``lead.created``), and those already seen
+    (an owner, or a contact attempt: scoring them is not the plain first assignment a
+    batch can share)."""
+    facts: dict[str, Any] = {}
+    seen: set[str] = set()
+    for row in await session.execute(_KNOWN_LEADS, {"b_leads": list(lead_ids)}):
+        if row.seen:
+            seen.add(row.lead_id)
+        else:
+            facts[row.lead_id] = row
+    return facts, seen
 
 
 # ---- assignments ----------------------------------------------------------------------
@@ -247,6 +308,19 @@ async def insert_assignment(session: AsyncSession, values: dict[str, Any]) -> bo
     values = {"routed_owner": None, **values, "status": OPEN, "round": 0}
     result = await session.execute(stmt, values)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@cache
+def _insert_assignments(dialect: str) -> Any:
+    return insert_or_skip(_ASSIGNMENTS, dialect, "lead_id").returning(_ASSIGNMENTS.c.lead_id)
+
+
+async def insert_assignments(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """:func:`insert_assignment` of several leads in one statement; the leads inserted
+    (a lead that has an owner already is skipped, as one by one)."""
+    params = [{"routed_owner": None, **values, "status": OPEN, "round": 0} for values in rows]
+    result = await session.execute(_insert_assignments(dialect_name(session)), params)
+    return set(result.scalars().all())
 
 
 async def change_owner(
@@ -283,8 +357,9 @@ async def close(session: AsyncSession, lead_id: str) -> str | None:
     return owner
 
 
-async def log(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(_INSERT_LOG, values)
+async def log(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """History rows, in order (one statement however many)."""
+    await session.execute(_INSERT_LOG, rows[0] if len(rows) == 1 else list(rows))
 
 
 async def history(session: AsyncSession, lead_id: str) -> Sequence[AssignmentLogRow]:
@@ -390,6 +465,25 @@ async def take_turn(
     if new_vtime is not None:
         await session.execute(_SET_VTIME, {"b_team": team_id, "b_vtime": new_vtime})
     return open_now
+
+
+async def take_turns(
+    session: AsyncSession, passes: Mapping[str, tuple[float, int]], vtimes: Mapping[str, float]
+) -> None:
+    """Several turns at once (a consumer batch's): each member's last pass and number of
+    turns taken (``passes``), each team's last virtual time (``vtimes``, moved teams only).
+    The rows end as :func:`take_turn` called once per turn leaves them."""
+    if passes:
+        await session.execute(
+            _TAKE_TURNS,
+            [
+                {"b_member": member, "b_pass": new_pass, "b_turns": turns}
+                for member, (new_pass, turns) in sorted(passes.items())  # one locking order
+            ],
+        )
+    if vtimes:
+        teams = [{"b_team": team, "b_vtime": vtime} for team, vtime in sorted(vtimes.items())]
+        await session.execute(_SET_VTIME, teams)
 
 
 async def add_open(session: AsyncSession, member_id: str, delta: int) -> int | None:
