@@ -24,6 +24,7 @@ from scoring.handlers import (
     on_lead_activity,
     on_lead_created,
     on_lead_rejected,
+    on_leads_created,
     on_privacy_erased,
 )
 from scoring.models_api import build_models_router
@@ -38,6 +39,9 @@ EVENT_HANDLERS: dict[type[EventData], HandlerFunction] = {
     DealClosed: on_deal_closed,
     PrivacyErased: on_privacy_erased,
 }
+# lead.created arrives once per lead, in batches under load: one statement per step and one
+# model call for a batch's leads (notes/issue-9-scoring-batch.md).
+BATCH_HANDLERS: dict[type[EventData], HandlerFunction] = {LeadCreated: on_leads_created}
 
 
 def retrainer(ctx: ServiceContext) -> Retrainer:
@@ -65,6 +69,7 @@ SERVICE = ServiceDefinition(
     default_port=8002,
     migrations=Path(__file__).parent / "migrations",
     event_handlers=EVENT_HANDLERS,
+    batch_handlers=BATCH_HANDLERS,
     routers=_routers,
     workers=_workers,
     setup=_setup,

@@ -1,7 +1,8 @@
-"""The champion model as the handlers see it: a lead record in, a probability and reasons out."""
+"""The champion model as the handlers see it: lead records in, a probability and reasons out."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from scoring.model.calibrated import CalibratedModel
@@ -18,8 +19,15 @@ class ModelPredictor:
         return self.model.version
 
     def predict(self, record: dict[str, Any]) -> Prediction:
-        probability, reasons = self.model.explain(self.model.schema.encode([record]))
-        return Prediction(round(probability, 4), reasons, self.model.version)
+        return self.predict_many([record])[0]
+
+    def predict_many(self, records: Sequence[dict[str, Any]]) -> list[Prediction]:
+        """One model call for a batch's leads; each gets what it would get alone."""
+        if not records:  # every lead of the batch disqualified: LightGBM rejects no rows
+            return []
+        explained = self.model.explain_many(self.model.schema.encode(records))
+        version = self.model.version
+        return [Prediction(round(p, 4), reasons, version) for p, reasons in explained]
 
 
 def model_of(row: ModelRow) -> CalibratedModel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,6 +26,10 @@ class Predictor(Protocol):
     def version(self) -> str: ...
 
     def predict(self, record: dict[str, Any]) -> Prediction: ...
+
+    def predict_many(self, records: Sequence[dict[str, Any]]) -> list[Prediction]:
+        """``predict`` of each record, in one model call (a consumer batch's leads)."""
+        ...
 
 
 @dataclass

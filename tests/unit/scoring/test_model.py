@@ -71,6 +71,18 @@ def test_model_learns_calibrates_explains_and_round_trips(tmp_path: Path) -> Non
     assert again.predict(boss)[0] == pytest.approx(model.predict(boss)[0])
 
 
+def test_a_lead_is_explained_the_same_alone_and_in_a_batch() -> None:
+    """A consumer batch's leads go through the model in one call: each must get exactly
+    the probability and reasons it gets alone."""
+    rows = synthetic(600)
+    schema = infer_schema(rows, ["title_seniority", "company_size"])
+    model = fit(schema, schema.encode(rows), np.array([r["won"] for r in rows], dtype=np.int_))
+    leads = schema.encode([*rows[:15], {}])
+    together = model.explain_many(leads)
+    assert together == [model.explain(leads[i : i + 1]) for i in range(len(leads))]
+    assert len({p for p, _ in together}) > 3 and any(reasons for _, reasons in together)
+
+
 def test_unseen_and_missing_values_are_scored() -> None:
     rows = synthetic(300)
     schema = infer_schema(rows, ["title_seniority", "company_size"])
