@@ -43,6 +43,15 @@ EVENT_HANDLERS: dict[type[EventData], HandlerFunction] = {
     PrivacyErased: handlers.on_privacy_erased,
 }
 
+BATCH_HANDLERS: dict[type[EventData], HandlerFunction] = {
+    LeadCreated: handlers.on_leads_created,
+    LeadScored: handlers.on_leads_scored,
+    LeadAssigned: handlers.on_leads_assigned,
+    LeadContacted: handlers.on_leads_contacted,
+    LeadAccepted: handlers.on_leads_accepted,
+    LeadRejected: handlers.on_leads_rejected,
+}
+
 
 def _prepare(ctx: ServiceContext) -> None:
     """Metrics, settings and the recycle worker, made once per context on first use."""
@@ -89,6 +98,7 @@ SERVICE = ServiceDefinition(
     default_port=8004,
     migrations=Path(__file__).parent / "migrations",
     event_handlers=EVENT_HANDLERS,
+    batch_handlers=BATCH_HANDLERS,
     routers=_routers,
     workers=_workers,
     setup=_setup,

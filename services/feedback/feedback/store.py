@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
@@ -179,9 +179,31 @@ def _touch_statement(dialect: str, shape: frozenset[tuple[str, bool]]) -> Any:
     return ins.on_conflict_do_update(index_elements=[_LEADS.c.lead_id], set_=sets)
 
 
+@cache
+def _touch_all_statement(dialect: str, shape: tuple[tuple[str, bool], ...]) -> Any:
+    """The upsert of ``touch_leads``: every column of ``shape`` is in every row, and a
+    ``None`` leaves the stored fact alone in the statement itself (``COALESCE`` for plain
+    columns; the earliest rule already keeps the stored time against ``NULL``) — what
+    ``touch_lead`` gets by leaving the column out, which one statement for many rows
+    cannot do."""
+    ins = dialect_insert(dialect)(_LEADS)
+    sets = {
+        name: _earliest(_LEADS.c[name], ins.excluded[name])
+        if earliest
+        else func.coalesce(ins.excluded[name], _LEADS.c[name])
+        for name, earliest in shape
+    }
+    if not sets:
+        return ins.on_conflict_do_nothing()
+    return ins.on_conflict_do_update(index_elements=[_LEADS.c.lead_id], set_=sets)
+
+
 _LEAD_FACTS = select(
     _LEADS.c.source, _LEADS.c.campaign, _LEADS.c.mql_at, _LEADS.c.contract_version
 ).where(_LEADS.c.lead_id == bindparam("b_lead", type_=_LEADS.c.lead_id.type))
+_FACTS_OF_LEADS = select(
+    _LEADS.c.lead_id, _LEADS.c.source, _LEADS.c.campaign, _LEADS.c.mql_at, _LEADS.c.contract_version
+).where(_LEADS.c.lead_id.in_(bindparam("b_leads", expanding=True)))
 _CANCEL_RECYCLES = (
     update(_RECYCLES)
     .where(
@@ -210,6 +232,27 @@ async def touch_lead(session: AsyncSession, lead_id: str, **values: Any) -> None
     await session.execute(stmt, params)
 
 
+async def touch_leads(
+    session: AsyncSession, facts: Sequence[tuple[str, Mapping[str, Any]]]
+) -> None:
+    """``touch_lead(session, lead_id, **values)`` for each ``(lead_id, values)`` in order,
+    in one statement run with a row of parameters each (the driver's executemany: rows
+    run one after the other, so a lead given twice ends as after two ``touch_lead``).
+    Every ``values`` must have the same keys (``feedback.domain.projection`` gives them)."""
+    if not facts:
+        return
+    keys = tuple(facts[0][1])
+    shape = tuple((key.removesuffix("__earliest"), key.endswith("__earliest")) for key in keys)
+    rows = [
+        {
+            "lead_id": lead_id,
+            **{name: values[key] for key, (name, _) in zip(keys, shape, strict=True)},
+        }
+        for lead_id, values in facts
+    ]
+    await session.execute(_touch_all_statement(dialect_name(session), shape), rows)
+
+
 async def lead(session: AsyncSession, lead_id: str) -> LeadRow | None:
     return await session.get(LeadRow, lead_id)
 
@@ -219,6 +262,15 @@ async def lead_facts(session: AsyncSession, lead_id: str) -> Row[Any, Any, Any, 
     and ``contract_version`` as stored now (one Core select; None: no row yet)."""
     result = await session.execute(_LEAD_FACTS, {"b_lead": lead_id})
     return result.one_or_none()
+
+
+async def lead_facts_of(
+    session: AsyncSession, lead_ids: Sequence[str]
+) -> dict[str, Row[Any, Any, Any, Any, Any]]:
+    """:func:`lead_facts` of many leads in one select, by lead id (a lead without a row
+    is missing)."""
+    result = await session.execute(_FACTS_OF_LEADS, {"b_leads": list(lead_ids)})
+    return {row.lead_id: row for row in result}
 
 
 async def leads_between(
@@ -269,6 +321,13 @@ async def record_attempt(
     )
 
 
+async def record_attempts(session: AsyncSession, attempts: Sequence[Mapping[str, Any]]) -> None:
+    """:func:`record_attempt` for each ``{lead_id, channel, contacted_at}``, in one
+    statement (rows in order, so the ledger's ids are as one by one)."""
+    if attempts:
+        await session.execute(insert_or_skip(_ATTEMPTS, dialect_name(session)), list(attempts))
+
+
 async def attempts_of(session: AsyncSession, lead_id: str) -> list[tuple[str, datetime]]:
     rows = await session.execute(
         select(AttemptRow.channel, AttemptRow.contacted_at).where(AttemptRow.lead_id == lead_id)
@@ -287,6 +346,14 @@ async def schedule_recycle(session: AsyncSession, values: dict[str, Any]) -> boo
 async def cancel_recycles(session: AsyncSession, lead_id: str, since: datetime) -> None:
     """The lead was won back (accepted, deal closed) after its rejection: no recycle."""
     await session.execute(_CANCEL_RECYCLES, {"b_lead": lead_id, "b_since": since})
+
+
+async def cancel_recycles_of(session: AsyncSession, wins: Sequence[tuple[str, datetime]]) -> None:
+    """:func:`cancel_recycles` for each ``(lead_id, since)``, in one statement."""
+    if wins:
+        await session.execute(
+            _CANCEL_RECYCLES, [{"b_lead": lead_id, "b_since": since} for lead_id, since in wins]
+        )
 
 
 async def due_recycles(session: AsyncSession, now: datetime, limit: int) -> Sequence[RecycleRow]:
@@ -354,6 +421,13 @@ async def add_touch(
         insert_or_skip(_TOUCHES, dialect_name(session)),
         {"lead_id": lead_id, "at": at, "kind": kind, "campaign": campaign},
     )
+
+
+async def add_touches(session: AsyncSession, touches: Sequence[Mapping[str, Any]]) -> None:
+    """:func:`add_touch` for each ``{lead_id, at, kind, campaign}``, in one statement (rows
+    in order, so the touchpoints' ids are as one by one)."""
+    if touches:
+        await session.execute(insert_or_skip(_TOUCHES, dialect_name(session)), list(touches))
 
 
 async def touches_of(
