@@ -62,6 +62,13 @@ class SlaMetrics:
             ["partition"],
             registry=registry,
         )
+        self.watch_cycles = Counter(
+            "leadpact_sla_watch_cycles_total",
+            "Times the deadline watch woke and scanned the store for due and at-risk "
+            "deadlines (each a read and a transaction; it should follow the deadlines, "
+            "not the rate of MQLs).",
+            registry=registry,
+        )
         self.detection_lag = Histogram(
             "leadpact_sla_detection_lag_seconds",
             "Time from a deadline falling due to its breach being emitted.",

@@ -73,6 +73,7 @@ class DeadlineWatch:
         self._heap: list[datetime] = []
         self._loaded_until: datetime | None = None
         self._wake = asyncio.Event()
+        self._sleeping_until: datetime | None = None  # None while a cycle runs
         self._task: asyncio.Task[None] | None = None
         self._partitions = None if partitions is None else set(partitions)
         self._replan = False  # ownership changed: reload before sleeping again
@@ -112,6 +113,11 @@ class DeadlineWatch:
         log.info("deadline partitions revoked", lost=sorted(lost), owned=self._owned())
         self._replan_now()
 
+    @property
+    def sleeps_until(self) -> datetime | None:
+        """When the watch next wakes by itself; None while it scans the store."""
+        return self._sleeping_until
+
     def _owned(self) -> list[int] | str:
         return "all" if self._partitions is None else sorted(self._partitions)
 
@@ -120,14 +126,18 @@ class DeadlineWatch:
         self._wake.set()
 
     def armed(self, due_at: datetime) -> None:
-        """A deadline (or its at-risk time) was armed: remember it when near, re-plan.
+        """A deadline (or its at-risk time) was armed: remember it when near, and wake
+        the watch only if it sleeps past it.
 
         Called before the arming transaction commits, so a time already past is looked at
-        again a moment later, when its row is visible."""
+        again a moment later, when its row is visible. Every MQL arms a deadline, so a
+        wake per arming would cost a scan of the store per lead under load; a cycle that
+        is running sees the heap when it plans its sleep."""
         due_at = max(due_at, self._clock.now() + ARM_GRACE)
         if self._loaded_until is None or due_at <= self._loaded_until:
             heapq.heappush(self._heap, due_at)
-        self._wake.set()
+        if self._sleeping_until is None or due_at < self._sleeping_until:
+            self._wake.set()
 
     async def start(self) -> None:
         self._loaded_until = None  # rebuild from the store
@@ -148,6 +158,7 @@ class DeadlineWatch:
                 await self._clock.sleep_until(self._clock.now() + timedelta(seconds=1))
 
     async def _cycle(self) -> None:
+        self._metrics.watch_cycles.inc()
         now = self._clock.now()
         if self._replan or self._loaded_until is None or now >= self._loaded_until:
             self._replan = False  # cleared first: a change during the reload replans again
@@ -162,7 +173,11 @@ class DeadlineWatch:
         self._wake.clear()
         if self._replan:
             return  # ownership changed while this cycle ran: reload first
-        await self._clock.sleep_until(wake_at, self._wake)
+        self._sleeping_until = wake_at
+        try:
+            await self._clock.sleep_until(wake_at, self._wake)
+        finally:
+            self._sleeping_until = None
 
     async def _reload(self, now: datetime) -> None:
         """Rebuild the heap from the store: the open deadlines of the owned partitions

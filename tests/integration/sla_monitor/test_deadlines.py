@@ -178,3 +178,24 @@ async def test_breach_is_emitted_once_across_a_watch_restart(sla: EmbeddedSystem
     await second.stop()
     await old.start()  # the app's own watch, so shutdown stops what it started
     assert len(breaches(sla, lead.lead_id)) == 1
+
+
+def watch_cycles(system: EmbeddedSystem) -> float:
+    registry = system.apps[SERVICE].state.ctx.metrics.registry
+    return registry.get_sample_value("leadpact_sla_watch_cycles_total") or 0.0
+
+
+async def test_arming_deadlines_after_the_watch_s_next_wake_costs_no_scan(
+    sla: EmbeddedSystem,
+) -> None:
+    asleep_until = await eventually(lambda: watch(sla).sleeps_until)
+    before = watch_cycles(sla)
+    leads = [mql(sla) for _ in range(3)]
+    for lead in leads:  # each due in 10 minutes, after the watch's one-minute horizon
+        await sla.publish(lead)
+        await armed(sla, lead.lead_id)
+    sla.clock.set(asleep_until)
+    # Only the wake the watch had planned: arming later deadlines did not wake it.
+    await eventually(lambda: watch_cycles(sla) == before + 1)
+    await eventually(lambda: watch(sla).sleeps_until)
+    assert watch_cycles(sla) == before + 1
