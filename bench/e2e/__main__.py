@@ -5,6 +5,8 @@ Embedded: the services in this process on real ports (as ``make run``: memory bu
 the load client in another process. Distributed: each service its own process, events over
 a tansu broker, state in PostgreSQL (``bench/cluster.py``). ``lead.scored`` is timed by an
 extra consumer group on the same bus; the deadline by the ``armed_at`` sla-monitor stores.
+Each rate starts, in both modes, with a few leads sent and worked off before the measured window
+(the distributed mode's also lets the consumer groups join).
 Targets (2 cores) at 300/s: p99 < 50 ms embedded, < 250 ms distributed.
 
 Usage: ``python -m bench.e2e [--mode embedded|distributed|both] [--rates 10,100,300,500]
@@ -41,6 +43,10 @@ RATES = (10, 100, 300, 500)
 SECONDS = 8.0
 # The services on the measured path and beside it (all five, as `make run` starts them).
 SERVICES = ("intake", "scoring", "sla-monitor", "feedback", "crm-sync")
+# Leads sent (at WARM_UP_RATE per second, for one second) and worked off before the measured
+# window: a lead that is the first through a code path pays one-time costs (SQL compiled and
+# cached, lazy imports, first connections) that the steady state never sees again.
+WARM_UP_RATE = 5
 TARGETS = {"embedded": "< 50 ms", "distributed": "< 250 ms"}
 
 
@@ -101,6 +107,18 @@ async def wait_for(scored: dict[str, float], sent: dict[str, float], limit: floa
         await asyncio.sleep(0.2)
 
 
+async def warm_up(intake: str, var: Path, scored: dict[str, float]) -> None:
+    """A few leads all the way through, then wait until every service is idle again.
+
+    Without it the first leads of the measured window paid the cold path (10/s runs: the
+    first five leads at 3-4x the median, ~400 ms, each queued behind the one before), and with
+    80 leads a run's p99 is its slowest lead: the figure showed the start of the process, not
+    the pipeline (notes/issue-9-latency.md)."""
+    warm, _ = await run_load(intake, WARM_UP_RATE, var, 1)
+    await wait_for(scored, warm)
+    await settle()
+
+
 def figures_of(
     sent: dict[str, float], scored: dict[str, float], armed: dict[str, float], http: dict
 ) -> dict[str, Any]:
@@ -153,7 +171,7 @@ async def one_rate(rate: int, var: Path, seconds: float = SECONDS) -> dict[str, 
     )
     await asyncio.sleep(2)  # servers binding and migrating
     await bus.subscribe("bench-e2e", ["lead.scored"], on_scored)
-    await settle()
+    await warm_up(f"http://127.0.0.1:{ports['intake']}", var, scored)
     statements = count_statements(apps)
     cpu_before = time.process_time()
     sent, http = await run_load(f"http://127.0.0.1:{ports['intake']}", rate, var, seconds)
