@@ -3,11 +3,13 @@ embedded mode's store) and on PostgreSQL (the distributed mode's).
 
 crm-sync is wired by its own bootstrap (``build_context`` + its setup) and the events go
 through the real consumer path, :class:`leadpact.consumer.EventDispatcher` (decode, inbox
-claim, handler, outbox, commit), one after the other. Figures per event type:
+claim, handler, outbox, commit): one after the other, or with ``--batch N`` in consumer
+batches of N (``handle_batch``: crm-sync's batch handler for the topics that have one, the
+event handler in turn for the others; each N on a fresh database). Figures per event type:
 
 - ``cpu_ms``: CPU of the whole consumer path per event (``time.process_time``: robust to a
   shared, loaded machine, unlike wall time);
-- ``handler_cpu_ms``: the part spent inside crm-sync's handler;
+- ``handler_cpu_ms``: the part spent inside crm-sync's handler (or batch handler);
 - ``statements``: SQL statements per event (a ``before_cursor_execute`` listener).
 
 The first ``--warmup`` events of each type are not counted (imports, statement caches).
@@ -16,7 +18,8 @@ everyone, so every lead finds a full block of candidates — the case the end-to
 benchmark measures), ``varied`` mixes names, companies and countries.
 
 Usage: ``python -m bench.entity_resolution.handler_cost [--leads 2000] [--backend sqlite
-postgres] [--people e2e] [--profile out.prof]``. Prints one JSON line per backend and type.
+postgres] [--people e2e] [--batch 1 4 16] [--profile out.prof]``. Prints one JSON line per
+backend, batch size and type.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -114,9 +117,36 @@ class Meter:
 
         return run
 
+    def timed_batch(
+        self, handler: Callable[..., Awaitable[None]]
+    ) -> Callable[..., Awaitable[None]]:
+        async def run(events: Sequence[CloudEvent[Any]], uow: Any, clock: Any) -> None:
+            started = time.process_time()
+            try:
+                await handler(events, uow, clock)
+            finally:
+                self.handler_cpu += time.process_time() - started
+
+        return run
+
+
+async def feed(dispatcher: EventDispatcher, messages: Sequence[Message], batch: int) -> None:
+    """One by one (``batch`` 0, the dispatcher's ``__call__``) or in consumer batches."""
+    if batch <= 0:
+        for message in messages:
+            await dispatcher(message)
+        return
+    for at in range(0, len(messages), batch):
+        await dispatcher.handle_batch(messages[at : at + batch])
+
 
 async def run(
-    backend: str, leads: int, warmup: int, people: str, profile: cProfile.Profile | None
+    backend: str,
+    leads: int,
+    warmup: int,
+    people: str,
+    profile: cProfile.Profile | None,
+    batch_size: int = 0,
 ) -> list[dict[str, Any]]:
     definition = load_services()["crm-sync"]
     drop: Callable[[], Awaitable[None]] | None = None
@@ -143,6 +173,9 @@ async def run(
             ctx.uow,
             ctx.clock,
             ctx.metrics,
+            batch_handlers={
+                m: meter.timed_batch(inject(h, ctx)) for m, h in definition.batch_handlers.items()
+            },
         )
         version = ctx.contracts.current().version
         rng = random.Random(7)
@@ -174,14 +207,12 @@ async def run(
                     envelope(d, source="bench", time=start, contract_version=version) for d in batch
                 )
             ]
-            for message in messages[:warmup]:
-                await dispatcher(message)
+            await feed(dispatcher, messages[:warmup], batch_size)
             statements, meter.handler_cpu = meter.statements, 0.0
             cpu, wall = time.process_time(), time.perf_counter()
             if profile is not None:
                 profile.enable()
-            for message in messages[warmup:]:
-                await dispatcher(message)
+            await feed(dispatcher, messages[warmup:], batch_size)
             if profile is not None:
                 profile.disable()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -191,6 +222,7 @@ async def run(
                     "benchmark": "crm_sync_handler_cost",
                     "backend": backend,
                     "people": people,
+                    "batch": batch_size,
                     "topic": topic,
                     "events": n,
                     "cpu_ms": round(cpu * 1000 / n, 3),
@@ -219,13 +251,21 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--backend", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--people", choices=["e2e", "varied"], default="e2e")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="consumer batch sizes (0: one by one through __call__, the default)",
+    )
     parser.add_argument("--profile", help="write cProfile stats of the measured events here")
     args = parser.parse_args()
     os.environ.setdefault("LEADPACT_LOG_LEVEL", "WARNING")
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     profile = cProfile.Profile() if args.profile else None
     for backend in args.backend:
-        asyncio.run(run(backend, args.leads, args.warmup, args.people, profile))
+        for batch in args.batch:
+            asyncio.run(run(backend, args.leads, args.warmup, args.people, profile, batch))
     if profile is not None:
         profile.dump_stats(args.profile)
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())

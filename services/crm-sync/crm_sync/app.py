@@ -6,7 +6,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from crm_sync.api import build_router
-from crm_sync.handlers import on_deal_closed, on_lead_created, on_sales_activity
+from crm_sync.handlers import (
+    on_deal_closed,
+    on_lead_created,
+    on_leads_created,
+    on_sales_activity,
+)
 from crm_sync.runtime import runtime
 from leadpact.events import (
     DealClosed,
@@ -26,6 +31,8 @@ EVENT_HANDLERS: dict[type[EventData], HandlerFunction] = {
     LeadRejected: on_sales_activity,
 }
 
+BATCH_HANDLERS: dict[type[EventData], HandlerFunction] = {LeadCreated: on_leads_created}
+
 
 async def _setup(ctx: ServiceContext) -> None:
     runtime(ctx)
@@ -41,6 +48,7 @@ SERVICE = ServiceDefinition(
     default_port=8005,
     migrations=Path(__file__).parent / "migrations",
     event_handlers=EVENT_HANDLERS,
+    batch_handlers=BATCH_HANDLERS,
     routers=lambda ctx: [build_router(ctx)],
     workers=_workers,
     setup=_setup,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from crm_sync import store
 from crm_sync.domain import observation
-from crm_sync.records import announce, ingest, new_customer
+from crm_sync.lead_batches import ingest_leads
+from crm_sync.records import announce, ingest, new_customer, timeline_row
 from crm_sync.runtime import Runtime
 from leadpact.clock import Clock
 from leadpact.events import (
@@ -31,6 +34,22 @@ async def on_lead_created(
     await _note(uow, event, customer.id, lead.created_at, {"source": lead.source.platform})
     if changed:
         await announce(uow, customer, event.contractversion, crm.resolution, now)
+
+
+async def on_leads_created(
+    events: Sequence[CloudEvent[LeadCreated]], uow: UnitOfWork, clock: Clock, crm: Runtime
+) -> None:
+    """A consumer batch of ``lead.created``: the same effect as :func:`on_lead_created` on
+    each in order, with a few statements for the batch instead of ~10 per lead (see
+    :mod:`crm_sync.lead_batches`)."""
+    one_by_one = partial(_on_lead_created_in, uow=uow, clock=clock, crm=crm)
+    await ingest_leads(uow, events, clock, crm.resolution, one_by_one)
+
+
+async def _on_lead_created_in(
+    event: CloudEvent[LeadCreated], *, uow: UnitOfWork, clock: Clock, crm: Runtime
+) -> None:
+    await on_lead_created(event, uow, clock, crm)
 
 
 async def on_deal_closed(
@@ -82,12 +101,5 @@ async def _note(
     """One timeline entry, written at once through Core (its customer row is in the table
     already: :func:`ingest` and :func:`_customer_for_lead` flush it)."""
     await uow.session.execute(
-        store.INSERT_TIMELINE,
-        {
-            "event_id": event.id,
-            "customer_id": customer_id,
-            "kind": event.topic,
-            "occurred_at": occurred_at,
-            "detail": {"lead_id": event.subject, **detail},
-        },
+        store.INSERT_TIMELINE, timeline_row(event, customer_id, occurred_at, detail)
     )

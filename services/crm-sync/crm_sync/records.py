@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_sync import store
@@ -28,9 +28,9 @@ from crm_sync.matching import (
     best_index,
 )
 from crm_sync.metrics import CrmMetrics
-from crm_sync.survivorship import Candidate, survive
+from crm_sync.survivorship import Candidate, FieldConflict, Survivor, survive
 from crm_sync.sync import enqueue
-from leadpact.events import CustomerUpdated
+from leadpact.events import CloudEvent, CustomerUpdated
 from leadpact.messaging import UnitOfWork
 
 
@@ -120,7 +120,7 @@ async def ingest(
         customer, created = new_customer(now), True
         # Matched before the new record is written, so the candidates' query has nothing
         # to flush (the record cannot be its own candidate: it is not in the table yet).
-        candidate, score = await _probabilistic(session, obs, customer.id, resolution)
+        candidate, score = await _probabilistic(session, obs, resolution)
         session.add(customer)
     if lead_id is not None and not linked:
         session.add(store.CustomerLead(lead_id=lead_id, customer_id=customer.id))
@@ -136,7 +136,7 @@ async def ingest(
     if created:
         # A new record holds only this observation: its golden values are computed from it
         # before the row is written (one INSERT, no UPDATE), nothing is read back.
-        await refresh(session, customer, resolution.model, observed=_candidates(obs))
+        await refresh(session, customer, resolution.model, observed=candidates_of(obs))
         await _observe(session, customer.id, obs, fresh=True)
         changed = True
     else:
@@ -161,19 +161,7 @@ async def ingest(
         else:
             resolution.count("review")
             await session.execute(
-                store.INSERT_REVIEW,
-                {
-                    "id": str(uuid.uuid4()),
-                    "customer_id": customer.id,
-                    "candidate_id": candidate,
-                    "score": score.weight,
-                    "detail": score.detail,
-                    "status": "open",
-                    "created_at": now,
-                    "decided_at": None,
-                    "decided_by": None,
-                    "merge_id": None,
-                },
+                store.INSERT_REVIEW, review_row(customer.id, candidate, score, now)
             )
     elif created:
         resolution.count("new")
@@ -190,41 +178,60 @@ async def _deterministic(session: AsyncSession, obs: Observation) -> store.Custo
 
 
 async def _probabilistic(
-    session: AsyncSession, obs: Observation, new_id: str, resolution: Resolution
+    session: AsyncSession, obs: Observation, resolution: Resolution
 ) -> tuple[str | None, Score | None]:
-    """The best candidate's id for the record ``new_id`` being created from ``obs``, found
-    by blocking keys and sorted neighbourhood, when its score reaches the review band.
+    """The best candidate's id for a record being created from ``obs``, found by blocking
+    keys and sorted neighbourhood, when its score reaches the review band.
 
     A pair a person rejected is never proposed again: a record is matched only when it is
     created (a source record seen before is linked, never re-matched), and nobody can have
     rejected a pair with a record that did not exist yet."""
     model = resolution.model
     record = match_record(obs.fields)
-    rows = await store.candidates(
+    nearby = await store.candidates(
         session,
         sorted(model.keys(record)),
         model.sort_key(record),
-        new_id,
         resolution.candidates,
         resolution.window,
     )
-    pool: dict[str, Row[Any]] = {}
-    for row in rows:
-        if row.id not in pool and row.erased_at is None:
-            pool[row.id] = row
-    if not pool:
+    return choose(record, obs.system, pool(nearby), resolution)
+
+
+def pool(nearby: store.Nearby) -> list[store.CandidateRow]:
+    """The candidates to score, in a fixed order (blocking partners by id, then the
+    neighbours below and above, nearest first): each once, erased records left out. The
+    order decides ties: the first of equally good candidates wins."""
+    kept: dict[str, store.CandidateRow] = {}
+    for row in (*nearby.keyed, *nearby.below, *nearby.above):
+        if row.id not in kept and row.erased_at is None:
+            kept[row.id] = row
+    return list(kept.values())
+
+
+def choose(
+    record: Mapping[str, str | None],
+    system: str,
+    candidates: Sequence[store.CandidateRow],
+    resolution: Resolution,
+    prepared: dict[str, Prepared] | None = None,
+) -> tuple[str | None, Score | None]:
+    """The best of ``candidates`` for ``record`` and its score, unless it is a non-match.
+    Pure: the one-by-one and the batch paths decide with it (``prepared``: see
+    :func:`prepared_rows`)."""
+    if not candidates:
         return None, None
+    model = resolution.model
     # Each candidate prepared straight from its row's columns (what ``match_record`` of the
     # row would give the comparisons), scored a field at a time; only the best one becomes
     # a record, to be scored in full.
-    kept = list(pool.values())
-    n = best_index(model, model.prepare(record), prepared_rows(model, kept))
-    assert n is not None  # the pool is not empty
-    best = kept[n]
+    n = best_index(model, model.prepare(record), prepared_rows(model, candidates, prepared))
+    assert n is not None  # there are candidates
+    best = candidates[n]
     score = model.score(record, match_record(best._asdict()))
     if score.decision == "non_match":
         return None, None
-    lead_pair = obs.system == "lead" and not best.beyond_leads
+    lead_pair = system == "lead" and not best.beyond_leads
     if score.decision == "match" and lead_pair and not resolution.auto_merge_leads:
         # Two form fills with different emails and phones (intake already folds the same
         # email or phone into one lead): a person decides, never the matcher alone.
@@ -232,12 +239,37 @@ async def _probabilistic(
     return best.id, score
 
 
-def prepared_rows(model: MatchModel, rows: Sequence[Any]) -> list[Prepared]:
+def review_row(customer_id: str, candidate: str, score: Score, now: datetime) -> dict[str, Any]:
+    """An open review of the pair (new record, its best candidate)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "customer_id": customer_id,
+        "candidate_id": candidate,
+        "score": score.weight,
+        "detail": score.detail,
+        "status": "open",
+        "created_at": now,
+        "decided_at": None,
+        "decided_by": None,
+        "merge_id": None,
+    }
+
+
+def prepared_rows(
+    model: MatchModel, rows: Sequence[Any], known: dict[str, Prepared] | None = None
+) -> list[Prepared]:
     """``model.prepare(match_record(row._asdict()))`` of each candidate row (named columns
     of :data:`store.MATCH_COLUMNS`), read straight from the row's columns: the same values
-    without building a dict and a record per candidate."""
+    without building a dict and a record per candidate.
+
+    ``known``: rows prepared before, by id (the leads of a batch share most candidates;
+    the caller keeps it for rows of one read, with this model)."""
     if not rows:
         return []
+    if known is not None:
+        missing = [row for row in rows if row.id not in known]
+        known.update(zip((row.id for row in missing), prepared_rows(model, missing), strict=True))
+        return [known[row.id] for row in rows]
     columns = {name: i for i, name in enumerate(rows[0]._fields)}
     legal_name = columns["legal_name"]
     steps = [
@@ -257,7 +289,7 @@ def prepared_rows(model: MatchModel, rows: Sequence[Any]) -> list[Prepared]:
     ]
 
 
-def _candidates(obs: Observation) -> list[Candidate]:
+def candidates_of(obs: Observation) -> list[Candidate]:
     observed = aware(obs.observed_at)
     return [
         Candidate(name, value, obs.system, obs.ref, name in obs.verified, observed)
@@ -275,24 +307,39 @@ async def _observe(
     new = []
     for name, value in obs.fields.items():
         row = existing.get(name)
-        verified = name in obs.verified
         if row is None:
-            new.append(
-                {
-                    "customer_id": customer_id,
-                    "field": name,
-                    "value": value,
-                    "system": obs.system,
-                    "ref": obs.ref,
-                    "verified": verified,
-                    "observed_at": obs.observed_at,
-                }
-            )
+            new.append(attribute_row(customer_id, obs, name))
         elif aware(obs.observed_at) >= aware(row.observed_at):
-            row.value, row.verified, row.observed_at = value, verified, obs.observed_at
+            row.value, row.verified, row.observed_at = value, name in obs.verified, obs.observed_at
     await session.flush()  # the customer row first (foreign key)
     if new:
         await session.execute(store.INSERT_ATTRIBUTES, new)
+
+
+def attribute_row(customer_id: str, obs: Observation, name: str) -> dict[str, Any]:
+    """The row of what ``obs`` says of field ``name``."""
+    return {
+        "customer_id": customer_id,
+        "field": name,
+        "value": obs.fields[name],
+        "system": obs.system,
+        "ref": obs.ref,
+        "verified": name in obs.verified,
+        "observed_at": obs.observed_at,
+    }
+
+
+def timeline_row(
+    event: CloudEvent[Any], customer_id: str, occurred_at: datetime, detail: dict[str, Any]
+) -> dict[str, Any]:
+    """The customer's timeline entry for ``event``."""
+    return {
+        "event_id": event.id,
+        "customer_id": customer_id,
+        "kind": event.topic,
+        "occurred_at": occurred_at,
+        "detail": {"lead_id": event.subject, **detail},
+    }
 
 
 def aware(when: datetime) -> datetime:
@@ -338,9 +385,8 @@ async def refresh(
         ]
     else:
         candidates = observed
-    chosen, conflicts = survive(candidates)
+    chosen, conflicts, values = survivors(candidates)
     changed = False
-    values = {name: (chosen[name].value if name in chosen else None) for name in RECORD_FIELDS}
     email = values.get("email")
     if (
         not new
@@ -362,9 +408,31 @@ async def refresh(
         await session.execute(store.DELETE_CONFLICTS, {"id": customer.id})
         await session.execute(store.DELETE_MATCH_KEYS, {"id": customer.id})
     now = max((c.observed_at for c in candidates), default=customer.updated_at)
-    rows = [
+    rows = conflict_rows(customer.id, conflicts, now)
+    if rows:
+        await session.execute(store.INSERT_CONFLICTS, rows)
+    remember_conflicts(session, customer.id, rows)
+    keys = key_rows(customer.id, model, record)
+    if keys:
+        await session.execute(store.INSERT_MATCH_KEYS, keys)
+    return changed
+
+
+def survivors(
+    candidates: list[Candidate],
+) -> tuple[dict[str, Survivor], list[FieldConflict], dict[str, str | None]]:
+    """Each field's surviving candidate, the conflicts, and the golden values."""
+    chosen, conflicts = survive(candidates)
+    values = {name: (chosen[name].value if name in chosen else None) for name in RECORD_FIELDS}
+    return chosen, conflicts, values
+
+
+def conflict_rows(
+    customer_id: str, conflicts: Sequence[FieldConflict], detected_at: datetime
+) -> list[dict[str, Any]]:
+    return [
         {
-            "customer_id": customer.id,
+            "customer_id": customer_id,
             "field": conflict.field,
             "chosen": conflict.chosen,
             "rule": conflict.rule,
@@ -378,17 +446,22 @@ async def refresh(
                 }
                 for c in conflict.candidates
             ],
-            "detected_at": now,
+            "detected_at": detected_at,
         }
         for conflict in conflicts
     ]
-    if rows:
-        await session.execute(store.INSERT_CONFLICTS, rows)
-    _known_conflicts(session)[customer.id] = rows
-    keys = [{"customer_id": customer.id, "key": key[:120]} for key in sorted(model.keys(record))]
-    if keys:
-        await session.execute(store.INSERT_MATCH_KEYS, keys)
-    return changed
+
+
+def key_rows(
+    customer_id: str, model: MatchModel, record: Mapping[str, str | None]
+) -> list[dict[str, str]]:
+    """The stored blocking keys of a record (cut to the column's width)."""
+    return [{"customer_id": customer_id, "key": key[:120]} for key in sorted(model.keys(record))]
+
+
+def remember_conflicts(session: AsyncSession, customer_id: str, rows: list[dict[str, Any]]) -> None:
+    """What :func:`announce` will say of a record's conflicts, written just now."""
+    _known_conflicts(session)[customer_id] = rows
 
 
 # ---- invoices ----------------------------------------------------------------------------

@@ -4,9 +4,12 @@ reviews, invoices and the offers they carried, and the outbound sync log."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -27,13 +30,16 @@ from sqlalchemy import (
     exists,
     insert,
     literal_column,
+    null,
     or_,
     select,
     text,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from crm_sync.domain import RECORD_FIELDS
 
@@ -63,7 +69,7 @@ class Customer(Base):
     status: Mapped[str] = mapped_column(String(16), default="lead")
     lifetime_value: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0"))
     sources: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
-    sort_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    sort_key: Mapped[str | None] = mapped_column(String(200))
     merged_into: Mapped[str | None] = mapped_column(String(36), index=True)
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -113,7 +119,14 @@ class MatchKey(Base):
     __tablename__ = "match_keys"
 
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
-    key: Mapped[str] = mapped_column(String(120), primary_key=True, index=True)
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+
+
+# Candidates are read in a fixed order (a key's blocking partners by id, the sorted
+# neighbourhood by sort key, then id): these indexes hand them over in that order, so a
+# query stops after its limit instead of sorting a whole block.
+Index("ix_match_keys_key_customer_id", MatchKey.key, MatchKey.customer_id)
+Index("ix_customers_sort_key_id", Customer.sort_key, Customer.id)
 
 
 class Conflict(Base):
@@ -231,6 +244,35 @@ class TimelineEntry(Base):
 # on SQLite (``python -m bench.entity_resolution.handler_cost``). A built statement also
 # keeps its cache key, so SQLAlchemy finds its compiled form without recomputing it.
 
+
+class _NotMerged(ColumnElement[bool]):
+    """``customers.merged_into IS NULL``; on SQLite as an expression no index serves.
+
+    Without planner statistics (a new or young file) SQLite takes ``ix_customers_merged_into``
+    for ``merged_into IS NULL``, i.e. walks every live customer, instead of the index of the
+    key it looks up (measured: 3 ms per candidate query at 600 customers, growing with the
+    table); ``(merged_into || '') IS NULL`` means the same (``NULL || ''`` is NULL, a merged
+    id never is). PostgreSQL keeps the plain test: it estimates the expression's selectivity
+    badly and then chose a scan of every customer."""
+
+    inherit_cache = True
+    _traverse_internals = []  # noqa: RUF012 (no state: one cache key, statements cached)
+    type = Boolean()
+
+
+@compiles(_NotMerged)
+def _not_merged(element: _NotMerged, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(Customer.__table__.c.merged_into.is_(None), **kw))
+
+
+@compiles(_NotMerged, "sqlite")
+def _not_merged_unindexed(element: _NotMerged, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(Customer.__table__.c.merged_into.concat("").is_(None), **kw))
+
+
+NOT_MERGED = _NotMerged()
+
+
 _LIVE = select(Customer).where(Customer.id == bindparam("id"))
 # Lock and reload in one round trip (what ``session.refresh`` after the lock did in two).
 _LOCK_ROW = (
@@ -251,15 +293,11 @@ _BY_REF = select(Customer).join(SourceRecord).where(SourceRecord.ref == bindpara
 _BY_EMAIL = select(Customer).where(Customer.email == bindparam("value"))
 _BY_PHONE = (
     select(Customer)
-    .where(Customer.phone == bindparam("value"), Customer.merged_into.is_(None))
+    .where(Customer.phone == bindparam("value"), NOT_MERGED)
     .order_by(Customer.created_at)
     .limit(1)
 )
-_BY_TAX_ID = (
-    select(Customer)
-    .where(Customer.tax_id == bindparam("value"), Customer.merged_into.is_(None))
-    .limit(1)
-)
+_BY_TAX_ID = select(Customer).where(Customer.tax_id == bindparam("value"), NOT_MERGED).limit(1)
 _BY_ATTRIBUTE = (
     select(Customer)
     .join(Attribute, Attribute.customer_id == Customer.id)
@@ -274,7 +312,7 @@ def _holding(rank: int, column: Any, name: str, *, live_only: bool) -> Select[st
         Customer.id, Customer.created_at, literal_column(str(rank), Integer).label("rank")
     )
     query = query.where(column == bindparam(name))
-    return query.where(Customer.merged_into.is_(None)) if live_only else query
+    return query.where(NOT_MERGED) if live_only else query
 
 
 def _valued(rank: int, name: str) -> Select[str, datetime, int]:
@@ -302,6 +340,31 @@ _BY_IDENTITY = (
     .limit(1)
 )
 
+
+# Whether any of a batch's leads is linked already, or any of its identity keys is held by
+# a record: :func:`by_lead` and :func:`by_identity` of each (which follow such a hit), asked
+# at once. A hit sends its lead through the one-by-one path.
+def _held(kind: str, column: Any, *where: Any) -> Any:
+    return select(literal_column(f"'{kind}'").label("kind"), column.label("value")).where(
+        column.in_(bindparam(kind, expanding=True)), *where
+    )
+
+
+def _valued_by(kind: str) -> Any:
+    return _held(kind, Attribute.value, Attribute.field == kind)
+
+
+_KNOWN = union_all(
+    _held("lead", CustomerLead.lead_id),
+    _held("email", Customer.email),
+    _valued_by("email"),
+    _held("phone", Customer.phone, NOT_MERGED),
+    _valued_by("phone"),
+    _held("tax_id", Customer.tax_id, NOT_MERGED),
+    _valued_by("tax_id"),
+)
+
+
 # What the matcher reads of a candidate: plain rows, not ORM objects (loading ~50 customers
 # into the identity map per lead was the largest single cost of a lead).
 _TABLES = Base.metadata.tables
@@ -315,6 +378,7 @@ MATCH_COLUMNS = (
     _customers.c.id,
     _customers.c.erased_at,
     *(_customers.c[name] for name in RECORD_FIELDS),
+    _customers.c.sort_key,
     or_(
         exists().where(
             _attributes.c.customer_id == _customers.c.id, _attributes.c.system != "lead"
@@ -325,39 +389,149 @@ MATCH_COLUMNS = (
     ).label("beyond_leads"),
 )
 _match_keys = _TABLES["match_keys"]
-_KEYED = (
-    select(_match_keys.c.customer_id)
-    .where(
-        _match_keys.c.key.in_(bindparam("keys", expanding=True)),
-        _match_keys.c.customer_id != bindparam("exclude"),
-    )
-    .distinct()
-    .limit(bindparam("limit", type_=Integer))
-)
-_NEARBY = select(*MATCH_COLUMNS).where(
-    _customers.c.merged_into.is_(None), _customers.c.id != bindparam("exclude")
-)
-_BELOW = (
-    _NEARBY.add_columns(literal_column("1").label("part"))
-    .where(_customers.c.sort_key <= bindparam("sort_key"))
-    .order_by(_customers.c.sort_key.desc())
-    .limit(bindparam("window", type_=Integer))
-    .subquery("below")
-)
-_ABOVE = (
-    _NEARBY.add_columns(literal_column("2").label("part"))
-    .where(_customers.c.sort_key > bindparam("sort_key"))
-    .order_by(_customers.c.sort_key)
-    .limit(bindparam("window", type_=Integer))
-    .subquery("above")
-)
-_CANDIDATES = union_all(
-    select(*MATCH_COLUMNS, literal_column("0").label("part")).where(
-        _customers.c.id.in_(_KEYED), _customers.c.merged_into.is_(None)
-    ),
-    select(_BELOW),
-    select(_ABOVE),
-)
+MATCH_FIELDS = tuple(column.name for column in MATCH_COLUMNS)
+
+
+class CandidateRow(NamedTuple):
+    """A candidate as the matcher reads it: the columns of :data:`MATCH_COLUMNS`, whether
+    read from the table or made from a record created earlier in the same batch."""
+
+    id: str
+    erased_at: datetime | None
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    title: str | None
+    country: str | None
+    legal_name: str | None
+    tax_id: str | None
+    billing_address: str | None
+    sort_key: str | None
+    beyond_leads: bool
+
+
+assert CandidateRow._fields == MATCH_FIELDS, "CandidateRow must follow MATCH_COLUMNS"
+
+
+def _blocking_partners(keys: Sequence[str]) -> Any:
+    """(key, customer id) of each bound key in ``keys`` and its ``limit`` smallest holders
+    (an index range scan of ``ix_match_keys_key_customer_id`` each): enough to take the
+    ``limit`` smallest holders of any of them, as the callers do."""
+    parts = [
+        select(top.c.key, top.c.customer_id)
+        for top in (
+            select(_match_keys.c.key, _match_keys.c.customer_id)
+            .where(_match_keys.c.key == bindparam(key))
+            .order_by(_match_keys.c.customer_id)
+            .limit(bindparam("limit", type_=Integer))
+            .subquery()
+            for key in keys
+        )
+    ]
+    return parts[0] if len(parts) == 1 else union_all(*parts)
+
+
+def _partners_first(ids: Any) -> Any:
+    """The customers of the subquery ``ids`` (its ``customer_id``), looked up from it: a
+    join, not ``id IN (…)``, which a planner without statistics may run once per customer
+    (PostgreSQL did, a fresh table: 50 ms at 500 customers)."""
+    return _customers.join(ids, _customers.c.id == ids.c.customer_id)
+
+
+def _neighbours(sort_key: str, part: int, *extra: Any) -> Any:
+    """The ``window`` live customers just below (part 1: ``sort_key`` and under, nearest
+    first) or above (part 2) the bound ``sort_key``; ties on the sort key by id."""
+    live = select(*MATCH_COLUMNS, literal_column(str(part)).label("part"), *extra).where(NOT_MERGED)
+    if part == 1:
+        near = live.where(_customers.c.sort_key <= bindparam(sort_key)).order_by(
+            _customers.c.sort_key.desc(), _customers.c.id.desc()
+        )
+    else:
+        near = live.where(_customers.c.sort_key > bindparam(sort_key)).order_by(
+            _customers.c.sort_key, _customers.c.id
+        )
+    return select(near.limit(bindparam("window", type_=Integer)).subquery())
+
+
+@lru_cache(maxsize=8)
+def _candidates_of_one(keys: int) -> Any:
+    """One record's candidates: the ``limit`` smallest ids sharing one of its ``keys``
+    blocking keys, then its sorted neighbourhood (built once per number of keys)."""
+    names = [f"key_{i}" for i in range(keys)]
+    parts = []
+    if names:
+        partners = _blocking_partners(names).subquery("partners")
+        smallest = (
+            select(partners.c.customer_id)
+            .distinct()
+            .order_by(partners.c.customer_id)
+            .limit(bindparam("limit", type_=Integer))
+            .cte("smallest")
+            # Computed once: a PostgreSQL table without statistics yet looks empty, and the
+            # planner would rerun the partners' sorts once per customer (28 ms at 500).
+            .prefix_with("MATERIALIZED", dialect="postgresql")
+        )
+        parts.append(
+            select(*MATCH_COLUMNS, literal_column("0").label("part"))
+            .select_from(_partners_first(smallest))
+            .where(NOT_MERGED)
+        )
+    parts += [_neighbours("sort_key", 1), _neighbours("sort_key", 2)]
+    return union_all(*parts)
+
+
+def _rounded_up(n: int) -> int:
+    return 0 if n == 0 else 1 << (n - 1).bit_length()
+
+
+@lru_cache(maxsize=128)
+def _candidates_of_batch(keys: int, sorted_records: int) -> Any:
+    """Every candidate of a batch of records in one statement (built once per shape):
+
+    - part 3: the customers among each of the ``keys`` blocking keys' ``limit`` smallest
+      holders (merged ones included: the one-record query counts them towards its limit);
+    - part 0: which key they hold (``slot``: the key, ``id``: the holder; nothing else);
+    - parts 1 and 2: the sorted neighbourhood of each record with a sort key (``slot``:
+      the record's ``sort_key_<n>``).
+
+    A holder's row comes once however many keys it holds, and first: the result's column
+    types are the first part's."""
+    names = [f"key_{i}" for i in range(keys)]
+    parts = []
+    if names:
+        tops = _blocking_partners(names).cte("tops")
+        holders = (
+            select(tops.c.customer_id)
+            .distinct()
+            .cte("holders")
+            .prefix_with("MATERIALIZED", dialect="postgresql")  # see _candidates_of_one
+        )
+        parts.append(
+            select(
+                *MATCH_COLUMNS,
+                literal_column("3").label("part"),
+                null().label("slot"),
+                _customers.c.merged_into,
+            ).select_from(_partners_first(holders))
+        )
+        parts.append(
+            select(
+                tops.c.customer_id,
+                *(null() for _ in MATCH_COLUMNS[1:]),
+                literal_column("0"),
+                tops.c.key,
+                null(),
+            )
+        )
+    for n in range(sorted_records):
+        slot: Any = literal_column(f"'{n}'").label("slot")
+        for part in (1, 2):
+            parts.append(_neighbours(f"sort_key_{n}", part, slot, _customers.c.merged_into))
+    return union_all(*parts)
+
+
 _ATTRIBUTES = (
     select(Attribute).where(Attribute.customer_id == bindparam("id")).order_by(Attribute.id)
 )
@@ -376,6 +550,9 @@ DELETE_MATCH_KEYS = delete(_TABLES["match_keys"]).where(
     _TABLES["match_keys"].c.customer_id == bindparam("id")
 )
 INSERT_ATTRIBUTES = insert(_TABLES["customer_attributes"])
+INSERT_CUSTOMERS = insert(_customers)
+INSERT_LEAD_LINKS = insert(_TABLES["customer_leads"])
+CUSTOMER_COLUMNS = tuple(Customer.__mapper__.column_attrs)
 INSERT_MATCH_KEYS = insert(_TABLES["match_keys"])
 INSERT_CONFLICTS = insert(_TABLES["conflicts"])
 INSERT_REVIEW = insert(_TABLES["reviews"])
@@ -459,6 +636,14 @@ async def by_identity(
     return await live(session, (await session.execute(_BY_IDENTITY, params)).scalars().first())
 
 
+async def known(session: AsyncSession, wanted: Mapping[str, Sequence[str]]) -> set[tuple[str, str]]:
+    """Which of ``wanted`` (lead ids under ``lead``, identity keys under ``email``,
+    ``phone``, ``tax_id``) crm-sync knows: the (kind, value) pairs :func:`by_lead` or
+    :func:`by_identity` would find a record for; one round trip."""
+    params = {kind: list(wanted.get(kind, ())) for kind in ("lead", "email", "phone", "tax_id")}
+    return {(row.kind, row.value) for row in await session.execute(_KNOWN, params)}
+
+
 async def attributes(session: AsyncSession, customer_id: str) -> list[Attribute]:
     return list((await session.execute(_ATTRIBUTES, {"id": customer_id})).scalars())
 
@@ -477,28 +662,103 @@ async def conflicts(session: AsyncSession, customer_id: str) -> list[Conflict]:
     return list((await session.execute(_CONFLICTS, {"id": customer_id})).scalars())
 
 
+@dataclass(frozen=True)
+class Nearby:
+    """What the candidate query read for one record, each part in its fixed order:
+    blocking partners by id, neighbours below (nearest first) and above."""
+
+    keyed: list[CandidateRow]
+    below: list[CandidateRow]
+    above: list[CandidateRow]
+
+
+def _candidate(row: Row[Any]) -> CandidateRow:
+    return CandidateRow(*row[: len(MATCH_FIELDS)])
+
+
+def nearest(rows: list[CandidateRow], part: int) -> list[CandidateRow]:
+    """A window's rows nearest first (what its ORDER BY gave: the order a UNION keeps is
+    not promised). Python compares the folded sort keys and ids as the database's C
+    collation (and SQLite's binary one) does."""
+    return sorted(rows, key=lambda r: (r.sort_key, r.id), reverse=part == 1)
+
+
 async def candidates(
     session: AsyncSession,
     keys: list[str],
     sort_key: str | None,
-    exclude: str,
     limit: int,
     window: int,
-) -> list[Row[Any]]:
-    """Candidates sharing a blocking key (at most ``limit``), then the ``window`` customers
-    on each side of ``sort_key`` (sorted neighbourhood), as rows of :data:`MATCH_COLUMNS`,
-    in that order; one round trip."""
+) -> Nearby:
+    """Candidates sharing a blocking key (the ``limit`` smallest ids), then the ``window``
+    customers on each side of ``sort_key`` (sorted neighbourhood); one round trip."""
     if not keys and (not sort_key or window <= 0):
-        return []
-    params = {
-        "keys": keys,
-        "exclude": exclude,
-        "limit": limit,
-        "sort_key": sort_key or None,
-        "window": max(window, 0),
-    }
-    rows = list(await session.execute(_CANDIDATES, params))
-    return sorted(rows, key=lambda row: int(row.part))  # stable: each part keeps its order
+        return Nearby([], [], [])
+    params: dict[str, Any] = {f"key_{i}": key for i, key in enumerate(keys)}
+    params |= {"limit": limit, "sort_key": sort_key or None, "window": max(window, 0)}
+    found: dict[int, list[CandidateRow]] = {0: [], 1: [], 2: []}
+    for row in await session.execute(_candidates_of_one(len(keys)), params):
+        found[int(row.part)].append(_candidate(row))
+    return Nearby(
+        sorted(found[0], key=lambda r: r.id),
+        nearest(found[1], 1),
+        nearest(found[2], 2),
+    )
+
+
+@dataclass
+class BatchCandidates:
+    """What one query read for a batch of records: each blocking key's smallest holders
+    (merged ones included, by id) and each sort key's neighbourhood."""
+
+    holders: dict[str, list[tuple[CandidateRow, bool]]]  # key → (row, merged), by id
+    below: dict[int, list[CandidateRow]]
+    above: dict[int, list[CandidateRow]]
+
+
+async def batch_candidates(
+    session: AsyncSession,
+    keys: Sequence[str],
+    sort_keys: Sequence[str | None],
+    limit: int,
+    window: int,
+) -> BatchCandidates:
+    """The candidates of many records in one round trip: what :func:`candidates` reads for
+    each record can be assembled from it (:func:`crm_sync.lead_batches.candidates_of_lead`).
+
+    The statement's shape is rounded up to powers of two (the spare keys and sort keys are
+    NULL and match nothing): a handful of shapes to compile and cache, whatever the batch."""
+    found = BatchCandidates({key: [] for key in keys}, {}, {})
+    sorted_at = [n for n, key in enumerate(sort_keys) if key] if window > 0 else []
+    if not keys and not sorted_at:
+        return found
+    width, depth = _rounded_up(len(keys)), _rounded_up(len(sorted_at))
+    params: dict[str, Any] = {f"key_{i}": None for i in range(width)}
+    params |= {f"key_{i}": key for i, key in enumerate(keys)}
+    params |= {f"sort_key_{i}": None for i in range(depth)}
+    params |= {f"sort_key_{i}": sort_keys[n] for i, n in enumerate(sorted_at)}
+    params |= {"limit": limit, "window": max(window, 0)}
+    statement = _candidates_of_batch(width, depth)
+    holders: dict[str, tuple[CandidateRow, bool]] = {}
+    holding: list[tuple[str, str]] = []
+    for row in await session.execute(statement, params):
+        part = int(row.part)
+        if part == 3:
+            holders[row.id] = (_candidate(row), row.merged_into is not None)
+        elif part == 0:
+            holding.append((row.slot, row.id))
+        else:
+            at = sorted_at[int(row.slot)]
+            (found.below if part == 1 else found.above).setdefault(at, []).append(_candidate(row))
+    for key, customer_id in holding:
+        found.holders[key].append(holders[customer_id])  # (a foreign key: it is there)
+    for held in found.holders.values():
+        held.sort(key=lambda pair: pair[0].id)
+    for n, rows in found.below.items():
+        found.below[n] = nearest(rows, 1)
+    for n, rows in found.above.items():
+        found.above[n] = nearest(rows, 2)
+    return found
 
 
 async def lead_ids(session: AsyncSession, customer_id: str) -> list[str]:
