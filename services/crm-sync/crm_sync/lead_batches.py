@@ -166,10 +166,10 @@ async def _round(
         now = clock.now()
         customer, conflicts, keys = _new_record(a, now, resolution, writes)
         if candidate is not None and score is not None:
-            resolution.count("review")
+            resolution.count(uow, "review")
             writes.reviews.append(review_row(customer.id, candidate, score, now))
         else:
-            resolution.count("new")
+            resolution.count(uow, "new")
         made.append(Made(_candidate_row(customer), keys))
         announced.append((customer, a, now, conflicts))
         _remember(known, a)

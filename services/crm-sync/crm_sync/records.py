@@ -46,13 +46,16 @@ class Resolution:
     metrics: CrmMetrics | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
-    def count(self, decision: str) -> None:
+    def count(self, uow: UnitOfWork, decision: str) -> None:
+        """Count a match decision once ``uow`` commits: a retried handler, or a consumer
+        batch that rolls back and is handled one by one, counts each decision once."""
         if self.metrics is not None:
-            self.metrics.matches.labels(decision).inc()
+            uow.after_commit(self.metrics.matches.labels(decision).inc)
 
-    def merged(self, kind: str) -> None:
+    def merged(self, uow: UnitOfWork, kind: str) -> None:
+        """Count a merge once ``uow`` commits (see :meth:`count`)."""
         if self.metrics is not None:
-            self.metrics.merges.labels(kind).inc()
+            uow.after_commit(self.metrics.merges.labels(kind).inc)
 
 
 def new_customer(now: datetime) -> store.Customer:
@@ -112,7 +115,7 @@ async def ingest(
     else:
         customer = await _deterministic(session, obs)
         if customer is not None:
-            resolution.count("key")
+            resolution.count(uow, "key")
             await store.lock(session, customer)
     score: Score | None = None
     candidate: str | None = None
@@ -147,24 +150,24 @@ async def ingest(
             (customer, duplicate), key=lambda c: (aware(c.created_at), c.id)
         )
         await merge(session, survivor, absorbed, "key", None, now, resolution.model)
-        resolution.count("key")
-        resolution.merged("key")
+        resolution.count(uow, "key")
+        resolution.merged(uow, "key")
         customer, changed = survivor, True
     if candidate is not None and score is not None:
         if score.decision == "match":
-            resolution.count("match")
-            resolution.merged("auto")
+            resolution.count(uow, "match")
+            resolution.merged(uow, "auto")
             found = await session.get(store.Customer, candidate)
             assert found is not None  # read in this transaction, under the same locks
             await merge(session, found, customer, "auto", score.weight, now, resolution.model)
             customer, changed = found, True
         else:
-            resolution.count("review")
+            resolution.count(uow, "review")
             await session.execute(
                 store.INSERT_REVIEW, review_row(customer.id, candidate, score, now)
             )
     elif created:
-        resolution.count("new")
+        resolution.count(uow, "new")
     if changed:
         customer.updated_at = now
     await session.flush()

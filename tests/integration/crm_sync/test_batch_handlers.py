@@ -27,7 +27,7 @@ from crm_sync import records
 from crm_sync.app import SERVICE
 from crm_sync.operations import erase_subject
 from crm_sync.runtime import runtime
-from leadpact.bus.base import Message
+from leadpact.bus.base import DeadLetter, Message
 from leadpact.bus.memory import MemoryBus
 from leadpact.clock import ManualClock
 from leadpact.contract import ContractBook
@@ -325,3 +325,33 @@ async def test_unusual_leads_in_a_batch_go_one_by_one_with_the_same_effect(
         assert batched["merges"]
     # common leads between the unusual ones were still written together
     assert customer_inserts(batch_run.statements) < len(UNUSUAL)
+
+
+async def test_a_batch_that_rolls_back_and_goes_one_by_one_counts_each_decision_once(
+    tmp_path: Path,
+) -> None:
+    """The batch decides "new" for every lead, then its write fails (the table refuses one
+    lead's link); one by one, two leads commit and the third never does. Only the two
+    committed decisions are counted."""
+    version = ContractBook.load(TEST_CONTRACT).current().version
+    batch = messages([lead(50, "Ana", "Ruiz", "Acme"), lead(51, "Luis", "Gil", "Globex")], version)
+    batch += messages([lead(52, "Zoe", "Paz", "Vandelay")], version)
+    async with service(f"sqlite+aiosqlite:///{tmp_path}/crm.db") as crm:
+        async with crm.ctx.db.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_l52 BEFORE INSERT ON customer_leads "
+                    "WHEN NEW.lead_id = 'L52' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        dispatcher = build_dispatcher(SERVICE, crm.ctx)
+        with pytest.raises(Exception, match="refused"):
+            await dispatcher.handle_batch(batch)
+        for message in batch:  # what the bus does after a failed batch
+            with contextlib.suppress(DeadLetter):
+                await dispatcher(message)
+        found = await state(crm.ctx)
+
+    assert [row["lead_id"] for row in found["customer_leads"]] == ["L50", "L51"]
+    assert ("leadpact_crm_match_decisions_total", (("decision", "new"),), 2.0) in found["metrics"]
