@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -50,6 +51,19 @@ def tansu_binary() -> Path:
 
 def pg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def scratch_database(prefix: str) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """A fresh PostgreSQL database ``<prefix>_<random>`` (its URL) and how to drop it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg_dsn(DATABASE_URL), timeout=5)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+
+    async def drop() -> None:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+    return make_url(DATABASE_URL).set(database=name).render_as_string(hide_password=False), drop
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -39,11 +39,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
 
-from bench.cluster import DATABASE_URL, pg_dsn
+from bench.cluster import scratch_database
 from leadpact.bus.base import Message
 from leadpact.bus.memory import MemoryBus
 from leadpact.clock import ManualClock
@@ -83,18 +81,6 @@ def person(i: int, people: str, rng: random.Random) -> dict[str, Any]:
         "title": "Buyer",
         "country": rng.choice(COUNTRY),
     }
-
-
-async def postgres_database() -> tuple[str, Callable[[], Awaitable[None]]]:
-    name = f"bench_crm_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pg_dsn(DATABASE_URL), timeout=5)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-
-    async def drop() -> None:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-    return make_url(DATABASE_URL).set(database=name).render_as_string(hide_password=False), drop
 
 
 class Meter:
@@ -155,7 +141,7 @@ async def run(
         tmp = tempfile.TemporaryDirectory()
         url = f"sqlite+aiosqlite:///{tmp.name}/crm-sync.db"
     else:
-        url, drop = await postgres_database()
+        url, drop = await scratch_database("bench_crm")
     meter = Meter()
     try:
         await upgrade_async(url, definition.migrations)

@@ -36,12 +36,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import numpy as np
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 
-from bench.cluster import DATABASE_URL, pg_dsn
+from bench.cluster import scratch_database
 from leadpact.bus.base import Message
 from leadpact.bus.memory import MemoryBus
 from leadpact.clock import ManualClock
@@ -112,18 +110,6 @@ def champion(scoring: ScoringRuntime, free_mail: list[str], now: datetime) -> Mo
     return ModelPredictor(model)
 
 
-async def postgres_database() -> tuple[str, Callable[[], Awaitable[None]]]:
-    name = f"bench_scoring_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pg_dsn(DATABASE_URL), timeout=5)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-
-    async def drop() -> None:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-    return make_url(DATABASE_URL).set(database=name).render_as_string(hide_password=False), drop
-
-
 async def run(
     backend: str,
     trained: bool,
@@ -138,7 +124,7 @@ async def run(
         tmp = tempfile.TemporaryDirectory()
         url = f"sqlite+aiosqlite:///{tmp.name}/scoring.db"
     else:
-        url, drop = await postgres_database()
+        url, drop = await scratch_database("bench_scoring")
     statements = 0
 
     def count(*_: Any) -> None:

@@ -32,16 +32,13 @@ import random
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
 
-from bench.cluster import DATABASE_URL, pg_dsn
+from bench.cluster import scratch_database
 from leadpact.bus.base import Message
 from leadpact.bus.memory import MemoryBus
 from leadpact.clock import ManualClock
@@ -64,15 +61,7 @@ async def database(backend: str, folder: str) -> tuple[str, Callable[[], Awaitab
             return None
 
         return f"sqlite+aiosqlite:///{folder}/sla-monitor.db", nothing
-    name = f"bench_sla_cost_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pg_dsn(DATABASE_URL), timeout=5)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-
-    async def drop() -> None:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-    return make_url(DATABASE_URL).set(database=name).render_as_string(hide_password=False), drop
+    return await scratch_database("bench_sla_cost")
 
 
 def leads(count: int, version: str) -> tuple[list[Message], list[Message]]:
