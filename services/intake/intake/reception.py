@@ -18,7 +18,7 @@ from intake.customers import CustomerAnswer, CustomerDirectory
 from intake.domain.erasure import subject_hash
 from intake.domain.lead import LeadIn, lead_created
 from intake.domain.resubmission import resubmission_since
-from intake.group_commit import GroupCommit, HeldConnections, HeldUnitOfWork, Scratch
+from intake.group_commit import GroupCommit, HeldConnection, HeldUnitOfWork, Scratch
 from intake.settings import IntakeSettings
 from leadpact.events import LeadActivity, LeadCreated
 from leadpact.messaging import UnitOfWork, outbox
@@ -63,16 +63,11 @@ class Reception:
         self.settings = settings
         self.customers = customers
         self.window = timedelta(seconds=settings.resubmission_window_seconds)
-        self.held = HeldConnections(ctx.db, ctx.clock, ctx.name, on_commit=ctx.relay.wake)
+        self.held = HeldConnection(ctx.db, ctx.clock, ctx.name, on_commit=ctx.relay.wake)
         self.writer: GroupCommit[Received] = (
             GroupCommit(self._uow, self._people, _write_staged)
             if ctx.db.is_sqlite  # one connection per file, shared by all: cannot be held
-            else GroupCommit(
-                self.held.begin,
-                self._people,
-                self._write_at_once,
-                overlap_from=settings.group_commit_overlap_from,
-            )
+            else GroupCommit(self.held.begin, self._people, self._write_at_once)
         )
 
     async def close(self) -> None:
@@ -283,8 +278,7 @@ class Reception:
             uow.emitted.clear()
             uow.after_commit(self.ctx.relay.wake)
         assert isinstance(uow, HeldUnitOfWork)
-        async with uow.writer() as driver:
-            await store.insert_together(driver, uow.dialect, rows)
+        await store.insert_together(uow.driver, uow.dialect, rows)
 
     def _retry_at(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.settings.customer_check_retry_seconds)

@@ -22,11 +22,6 @@ class IntakeSettings(BaseSettings):
     resubmission_window_seconds: float = Field(
         30 * 86400, description="Same person again within this window: activity, not lead"
     )
-    group_commit_overlap_from: int = Field(
-        12,
-        description="PostgreSQL: once this many leads wait while a batch is being written, "
-        "the next batch is prepared beside the write; 0 = one batch at a time",
-    )
     max_body_bytes: int = Field(64 * 1024, description="Larger request bodies get 413")
     rate_limit_per_second: float = Field(20.0, description="Sustained requests per API key")
     rate_limit_burst: int = Field(100, description="Requests an API key may send at once")
