@@ -5,14 +5,16 @@ the README, on this machine. Everything started here is stopped by ``close()``."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -53,17 +55,26 @@ def pg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def scratch_database(prefix: str) -> tuple[str, Callable[[], Awaitable[None]]]:
-    """A fresh PostgreSQL database ``<prefix>_<random>`` (its URL) and how to drop it."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+@contextlib.asynccontextmanager
+async def scratch_database(backend: str, name: str) -> AsyncIterator[str]:
+    """The URL of a fresh, empty database of ``backend`` (``sqlite``: a file in a temporary
+    folder; ``postgres``: ``<name>_<random>`` on ``DATABASE_URL``), gone afterwards."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite+aiosqlite:///{folder}/{name}.db"
+        return
+    database = f"{name}_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(pg_dsn(DATABASE_URL), timeout=5)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-
-    async def drop() -> None:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+        try:
+            yield (
+                make_url(DATABASE_URL).set(database=database).render_as_string(hide_password=False)
+            )
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
         await admin.close()
-
-    return make_url(DATABASE_URL).set(database=name).render_as_string(hide_password=False), drop
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

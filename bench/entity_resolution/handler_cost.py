@@ -31,7 +31,6 @@ import json
 import os
 import random
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -135,15 +134,8 @@ async def run(
     batch_size: int = 0,
 ) -> list[dict[str, Any]]:
     definition = load_services()["crm-sync"]
-    drop: Callable[[], Awaitable[None]] | None = None
-    tmp: tempfile.TemporaryDirectory[str] | None = None
-    if backend == "sqlite":
-        tmp = tempfile.TemporaryDirectory()
-        url = f"sqlite+aiosqlite:///{tmp.name}/crm-sync.db"
-    else:
-        url, drop = await scratch_database("bench_crm")
     meter = Meter()
-    try:
+    async with scratch_database(backend, "bench_crm") as url:
         await upgrade_async(url, definition.migrations)
         settings = Settings(
             database_url=url, bus_url="memory://", contract_path=CONTRACT, log_level="WARNING"
@@ -224,11 +216,6 @@ async def run(
         print(json.dumps({"backend": backend, "customers": customers, "reviews": reviews}))
         await ctx.db.dispose()
         return figures
-    finally:
-        if drop is not None:
-            await drop()
-        if tmp is not None:
-            tmp.cleanup()
 
 
 def main() -> None:

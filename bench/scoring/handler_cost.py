@@ -28,10 +28,8 @@ import cProfile
 import json
 import os
 import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -118,20 +116,13 @@ async def run(
     warmup: int,
     profile: cProfile.Profile | None,
 ) -> dict[str, Any]:
-    drop: Callable[[], Awaitable[None]] | None = None
-    tmp: tempfile.TemporaryDirectory[str] | None = None
-    if backend == "sqlite":
-        tmp = tempfile.TemporaryDirectory()
-        url = f"sqlite+aiosqlite:///{tmp.name}/scoring.db"
-    else:
-        url, drop = await scratch_database("bench_scoring")
     statements = 0
 
     def count(*_: Any) -> None:
         nonlocal statements
         statements += 1
 
-    try:
+    async with scratch_database(backend, "bench_scoring") as url:
         await upgrade_async(url, SERVICE.migrations)
         settings = Settings(
             database_url=url, bus_url="memory://", contract_path=CONTRACT, log_level="WARNING"
@@ -183,11 +174,6 @@ async def run(
         print(json.dumps(figure), flush=True)
         await ctx.db.dispose()
         return figure
-    finally:
-        if drop is not None:
-            await drop()
-        if tmp is not None:
-            tmp.cleanup()
 
 
 def main() -> None:

@@ -30,9 +30,7 @@ import json
 import os
 import random
 import subprocess
-import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,17 +49,6 @@ from sla_monitor.app import SERVICE
 
 COUNTRIES = ["ES", "PT", "DE", "FR", "US", "GB"]
 START = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
-
-
-async def database(backend: str, folder: str) -> tuple[str, Callable[[], Awaitable[None]]]:
-    """A fresh database and how to drop it."""
-    if backend == "sqlite":
-
-        async def nothing() -> None:
-            return None
-
-        return f"sqlite+aiosqlite:///{folder}/sla-monitor.db", nothing
-    return await scratch_database("bench_sla_cost")
 
 
 def leads(count: int, version: str) -> tuple[list[Message], list[Message]]:
@@ -116,34 +103,28 @@ async def measure(
 
 
 async def run(backend: str, batch: int, count: int, warmup: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as folder:
-        url, drop = await database(backend, folder)
-        try:
-            await upgrade_async(url, SERVICE.migrations)
-            settings = Settings(database_url=url, bus_url="memory://", log_level="WARNING")
-            ctx = build_context(SERVICE, settings, clock=ManualClock(START), bus=MemoryBus())
-            if SERVICE.setup is not None:
-                await SERVICE.setup(ctx)
-            statements = [0]
+    async with scratch_database(backend, "bench_sla_cost") as url:
+        await upgrade_async(url, SERVICE.migrations)
+        settings = Settings(database_url=url, bus_url="memory://", log_level="WARNING")
+        ctx = build_context(SERVICE, settings, clock=ManualClock(START), bus=MemoryBus())
+        if SERVICE.setup is not None:
+            await SERVICE.setup(ctx)
+        statements = [0]
 
-            def counted(*_: Any) -> None:
-                statements[0] += 1
+        def counted(*_: Any) -> None:
+            statements[0] += 1
 
-            event.listen(ctx.db.engine.sync_engine, "before_cursor_execute", counted)
-            dispatcher = build_dispatcher(SERVICE, ctx)
-            created, scored = leads(warmup + count, ctx.contracts.current().version)
-            created_cpu, created_statements = await measure(
-                dispatcher, created, batch, warmup, statements
-            )
-            scored_cpu, scored_statements = await measure(
-                dispatcher, scored, batch, warmup, statements
-            )
-            failed = ctx.metrics.registry.get_sample_value(
-                "leadpact_event_batches_failed_total", {"topic": "lead.scored"}
-            )
-            await ctx.db.dispose()
-        finally:
-            await drop()
+        event.listen(ctx.db.engine.sync_engine, "before_cursor_execute", counted)
+        dispatcher = build_dispatcher(SERVICE, ctx)
+        created, scored = leads(warmup + count, ctx.contracts.current().version)
+        created_cpu, created_statements = await measure(
+            dispatcher, created, batch, warmup, statements
+        )
+        scored_cpu, scored_statements = await measure(dispatcher, scored, batch, warmup, statements)
+        failed = ctx.metrics.registry.get_sample_value(
+            "leadpact_event_batches_failed_total", {"topic": "lead.scored"}
+        )
+        await ctx.db.dispose()
     return {
         "benchmark": "sla_handler_cost",
         "backend": backend,
