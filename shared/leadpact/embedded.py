@@ -45,6 +45,7 @@ def embedded_apps(
         partitions=base.kafka_partitions,
         retries=base.consumer_retries,
         batch_max=base.consumer_batch_max,
+        retain=base.memory_bus_retain,
     )
     clock = clock or SystemClock()
     var_dir.mkdir(parents=True, exist_ok=True)

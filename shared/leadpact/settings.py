@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEADPACT_", extra="ignore")
 
     bus_url: str = Field("memory://", description="memory:// or kafka://host:port[,host:port]")
+    memory_bus_retain: int = Field(
+        10_000,
+        ge=1,
+        description="memory:// bus: messages kept per partition beyond what every consumer "
+        "group has read (older ones are dropped)",
+    )
     database_url: str = Field(
         "sqlite+aiosqlite:///var/leadpact.db",
         description="sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db",

@@ -15,6 +15,7 @@ def bus_from_url(settings: Settings) -> EventBus:
             partitions=settings.kafka_partitions,
             retries=settings.consumer_retries,
             batch_max=settings.consumer_batch_max,
+            retain=settings.memory_bus_retain,
         )
     if url.startswith("kafka://"):
         from leadpact.bus.kafka import KafkaBus

@@ -5,6 +5,11 @@ It behaves like Kafka where the services can tell: the same key goes to the same
 group, an offset advances only after the handler returned, and a message that keeps failing
 goes to ``<topic>.dlq``. The logs live in memory and are gone when the process stops; the
 services' outboxes still hold what was not yet published.
+
+Retention, as a broker's: a partition keeps at least its last ``retain`` messages and every
+message some consumer group has not yet committed past; older ones are dropped, so a long
+``make run`` does not grow without bound. Offsets stay absolute (a partition remembers the
+offset of its first kept message); a group that joins later starts at the oldest kept one.
 """
 
 from __future__ import annotations
@@ -35,11 +40,28 @@ def partition_for(key: str, partitions: int) -> int:
 class _Partition:
     log: list[Message] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    base: int = 0  # offset of log[0]: the messages before it were dropped
+
+    @property
+    def end(self) -> int:
+        """The offset the next message gets."""
+        return self.base + len(self.log)
+
+    def read(self, offset: int, limit: int) -> list[Message]:
+        """Up to ``limit`` messages from ``offset`` on (from the oldest kept, if it was
+        dropped)."""
+        start = max(0, offset - self.base)
+        return self.log[start : start + limit]
+
+    def drop_before(self, offset: int) -> None:
+        if offset > self.base:
+            del self.log[: offset - self.base]
+            self.base = offset
 
     async def wait_beyond(self, offset: int) -> None:
         """Return once the log holds a message at ``offset``."""
         async with self.changed:
-            await self.changed.wait_for(lambda: len(self.log) > offset)
+            await self.changed.wait_for(lambda: self.end > offset)
 
 
 class _Member:
@@ -67,7 +89,7 @@ class _Member:
     def lag(self) -> dict[tuple[str, int], int]:
         offsets = self.bus._offsets.get(self.group, {})
         return {
-            (topic, part): len(self.bus._partition(topic, part).log) - offsets.get((topic, part), 0)
+            (topic, part): self.bus._partition(topic, part).end - offsets.get((topic, part), 0)
             for topic, part in self._owned
         }
 
@@ -105,17 +127,20 @@ class _Member:
             offset = offsets.get((topic, part), 0)
             await partition.wait_beyond(offset)
             # Everything beyond the offset, capped: one batch (see deliver_batch).
-            msgs = partition.log[offset : offset + self.bus.batch_max]
+            msgs = partition.read(offset, self.bus.batch_max)
             await deliver_batch(
                 self.handler, msgs, self.bus.retries, self.bus._dead_letter, delivered
             )
 
 
 class MemoryBus:
-    def __init__(self, partitions: int = 6, retries: int = 3, batch_max: int = 100) -> None:
+    def __init__(
+        self, partitions: int = 6, retries: int = 3, batch_max: int = 100, retain: int = 10_000
+    ) -> None:
         self.partitions = partitions
         self.retries = retries
         self.batch_max = max(1, batch_max)
+        self.retain = max(1, retain)
         self._topics: dict[str, list[_Partition]] = {}
         self._groups: dict[str, list[_Member]] = {}
         self._offsets: dict[str, dict[tuple[str, int], int]] = {}
@@ -139,8 +164,9 @@ class MemoryBus:
         return parts[part]
 
     def messages(self, topic: str) -> list[Message]:
-        """Every message ever published to ``topic``, partition by partition (for tests
-        and the DLQ tools)."""
+        """The kept messages of ``topic`` (every one, up to ``retain`` per partition and
+        beyond while a group still has to read them), partition by partition (for tests and
+        the DLQ tools)."""
         return [m for p in self._topics.get(topic, []) for m in p.log]
 
     async def publish(
@@ -149,9 +175,26 @@ class MemoryBus:
         part = partition_for(key, self.partitions)
         partition = self._partition(topic, part)
         async with partition.changed:
-            msg = Message(topic, key, value, part, len(partition.log), dict(headers or {}))
+            msg = Message(topic, key, value, part, partition.end, dict(headers or {}))
             partition.log.append(msg)
             partition.changed.notify_all()
+        # Checked only every ``retain`` messages, so a publish stays O(1) amortised.
+        if len(partition.log) >= 2 * self.retain:
+            partition.drop_before(min(partition.end - self.retain, self._read_up_to(topic, part)))
+
+    def _read_up_to(self, topic: str, part: int) -> int:
+        """The lowest offset a consumer group of ``topic`` has committed on this partition
+        (0 for a subscribed group that has committed nothing yet)."""
+        subscribed = {
+            g for g, members in self._groups.items() if any(topic in m.topics for m in members)
+        }
+        committed = [
+            offsets.get((topic, part), 0)
+            for group, offsets in self._offsets.items()
+            if group in subscribed or (topic, part) in offsets
+        ]
+        committed += [0 for group in subscribed if group not in self._offsets]
+        return min(committed, default=self._partition(topic, part).end)
 
     async def publish_batch(self, messages: Sequence[tuple[str, str, bytes]]) -> None:
         for topic, key, value in messages:
