@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+if TYPE_CHECKING:  # leadpact.clock imports this module
+    from leadpact.clock import Clock
+
+log = structlog.get_logger("leadpact.tasks")
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
@@ -28,3 +36,19 @@ async def wait_at_most(seconds: float, awaitable: Awaitable[Any]) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await awaitable
+
+
+async def run_cycles(
+    cycle: Callable[[], Awaitable[None]], clock: Clock, pause: timedelta, name: str
+) -> None:
+    """Run ``cycle`` again and again until cancelled. A cycle that fails (a database
+    hiccup) is logged and the next one starts after ``pause`` of clock time: a timer
+    worker that died would silently stop breaching or recycling leads."""
+    while True:
+        try:
+            await cycle()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("cycle failed", worker=name)
+            await clock.sleep_until(clock.now() + pause)

@@ -21,7 +21,7 @@ from feedback.metrics import FeedbackMetrics
 from leadpact.clock import Clock
 from leadpact.events import LeadRecycled
 from leadpact.messaging import UnitOfWork
-from leadpact.tasks import cancel_and_wait
+from leadpact.tasks import cancel_and_wait, run_cycles
 
 log = structlog.get_logger("feedback.recycle")
 
@@ -60,14 +60,7 @@ class RecycleWorker:
         self._task = None
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self._cycle()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a database hiccup must not end the worker
-                log.exception("recycle cycle failed")
-                await self._clock.sleep_until(self._clock.now() + GRACE)
+        await run_cycles(self._cycle, self._clock, GRACE, "feedback-recycle")
 
     async def _cycle(self) -> None:
         now = self._clock.now()

@@ -29,7 +29,7 @@ import structlog
 from leadpact.clock import Clock
 from leadpact.events import LeadScored, SlaAtRisk
 from leadpact.messaging import UnitOfWork
-from leadpact.tasks import cancel_and_wait
+from leadpact.tasks import cancel_and_wait, run_cycles
 from sla_monitor import store
 from sla_monitor.breach import breach_event, count_breach, owning_teams
 from sla_monitor.domain import TIMED_CLAUSES, answerable_team
@@ -148,14 +148,7 @@ class DeadlineWatch:
         self._task = None
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self._cycle()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a database hiccup must not end the watch
-                log.exception("deadline watch cycle failed")
-                await self._clock.sleep_until(self._clock.now() + timedelta(seconds=1))
+        await run_cycles(self._cycle, self._clock, timedelta(seconds=1), "sla-deadline-watch")
 
     async def _cycle(self) -> None:
         self._metrics.watch_cycles.inc()
