@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -69,6 +69,35 @@ class CustomerOut(BaseModel):
 class Lookup(BaseModel):
     customer: CustomerOut | None
     is_customer: bool
+
+
+# NUL is no character of an email or a phone number, and PostgreSQL refuses it in text.
+_NO_NUL = r"^[^\x00]*$"
+MAX_PEOPLE = 256
+
+
+class Person(BaseModel):
+    """Who to look up: at least a valid email or an international phone number."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(None, max_length=320, pattern=_NO_NUL)
+    phone: str | None = Field(None, max_length=32, pattern=_NO_NUL)
+
+
+class People(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"people": [{"email": "ana@acme.example"}, {"phone": "+34612345678"}]}]
+        },
+    )
+
+    people: list[Person] = Field(
+        min_length=1,
+        max_length=MAX_PEOPLE,
+        description=f"Up to {MAX_PEOPLE} people; the answers come in the same order",
+    )
 
 
 class TimelineItem(BaseModel):
@@ -176,21 +205,64 @@ def build_router(ctx: ServiceContext) -> APIRouter:
         responses={422: {"description": "Neither email nor phone was given"}},
     )
     async def lookup(
-        email: Annotated[str | None, Query(max_length=320)] = None,
-        phone: Annotated[str | None, Query(max_length=32)] = None,
+        email: Annotated[str | None, Query(max_length=320, pattern=_NO_NUL)] = None,
+        phone: Annotated[str | None, Query(max_length=32, pattern=_NO_NUL)] = None,
     ) -> Lookup:
-        e_key, p_key = email_key(email), phone_key(phone)
-        if not e_key and not p_key:
+        keys = email_key(email), phone_key(phone)
+        if not any(keys):
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 "email, phone: give a valid email or an international phone number",
             )
+        return (await _lookups([keys]))[0]
+
+    @router.post(
+        "/v1/customers/lookups",
+        dependencies=read,
+        response_model=list[Lookup],
+        tags=["customers"],
+        summary="The same question for many people at once; one answer each, in order",
+        description=(
+            "What `GET /v1/customers/lookup` answers, for up to "
+            f"{MAX_PEOPLE} people in one request and a fixed number of queries "
+            "(intake sends the leads that arrive while its previous request is out)."
+        ),
+        responses={
+            200: {
+                "description": "One answer per person, in the order asked",
+                "content": {
+                    "application/json": {
+                        "example": [
+                            {"customer": None, "is_customer": False},
+                            {"customer": None, "is_customer": False},
+                        ]
+                    }
+                },
+            },
+            422: {
+                "description": "A person without a valid email or phone, or a field "
+                "too long (named, e.g. people[3].email)"
+            },
+        },
+    )
+    async def lookups(body: People) -> list[Lookup]:
+        keys = [(email_key(p.email), phone_key(p.phone)) for p in body.people]
+        for i, key in enumerate(keys):
+            if not any(key):
+                raise HTTPException(
+                    status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    f"people[{i}].email, people[{i}].phone: "
+                    "give a valid email or an international phone number",
+                )
+        return await _lookups(keys)
+
+    async def _lookups(keys: list[tuple[str | None, str | None]]) -> list[Lookup]:
+        """The single and the batch lookup: a fixed number of queries, whatever the count."""
         async with ctx.db.session() as session:
-            found = await store.by_email(session, e_key) if e_key else None
-            if found is None and p_key:
-                found = await store.by_phone(session, p_key)
-            out = await _out(session, found) if found else None
-        return Lookup(customer=out, is_customer=bool(out and out.status == "customer"))
+            found = await store.by_people(session, keys)
+            parts = await store.golden_parts(session, [c.id for c in found if c])
+            outs = [_customer_out(c, parts[c.id]) if c else None for c in found]
+        return [Lookup(customer=o, is_customer=bool(o and o.status == "customer")) for o in outs]
 
     @router.get(
         "/v1/customers/{customer_id}",
@@ -621,11 +693,19 @@ async def _review_out(session: AsyncSession, r: store.Review) -> ReviewOut:
 
 
 async def _out(session: AsyncSession, c: store.Customer) -> CustomerOut:
-    attrs = await store.attributes(session, c.id)
+    parts = store.GoldenParts(
+        await store.attributes(session, c.id),
+        await store.lead_ids(session, c.id),
+        await store.refs(session, c.id),
+    )
+    return _customer_out(c, parts)
+
+
+def _customer_out(c: store.Customer, parts: store.GoldenParts) -> CustomerOut:
     chosen, conflicts = survive(
         [
             Candidate(a.field, a.value, a.system, a.ref, a.verified, aware(a.observed_at))
-            for a in attrs
+            for a in parts.attributes
         ]
     )
     name = " ".join(p for p in (c.first_name, c.last_name) if p) or None
@@ -644,8 +724,8 @@ async def _out(session: AsyncSession, c: store.Customer) -> CustomerOut:
         billing_address=c.billing_address,
         status=c.status,
         lifetime_value=c.lifetime_value or Decimal("0"),
-        lead_ids=await store.lead_ids(session, c.id),
-        source_records=await store.refs(session, c.id),
+        lead_ids=parts.lead_ids,
+        source_records=parts.refs,
         sources=c.sources or {},
         provenance={
             f: Provenance(

@@ -662,6 +662,128 @@ async def conflicts(session: AsyncSession, customer_id: str) -> list[Conflict]:
     return list((await session.execute(_CONFLICTS, {"id": customer_id})).scalars())
 
 
+# ---- lookups of many people at once (the batch lookup route) ------------------------------
+# :func:`by_email` and :func:`by_phone` of a whole batch, one statement each: the golden
+# column (rank 0) before a source's value (rank 1), then the oldest, as each of them does.
+def _holders_of(kind: str, column: Any, *where: Any) -> Any:
+    rank = literal_column("0", Integer).label("rank")
+    golden = select(Customer.id, column.label("value"), rank, Customer.created_at).where(
+        column.in_(bindparam("golden", expanding=True)), *where
+    )
+    valued = (
+        select(Customer.id, Attribute.value, literal_column("1", Integer), Customer.created_at)
+        .join(Attribute, Attribute.customer_id == Customer.id)
+        .where(Attribute.field == kind, Attribute.value.in_(bindparam("valued", expanding=True)))
+    )
+    held = union_all(golden, valued).subquery(f"{kind}_holders")
+    return (
+        select(Customer, held.c.value)
+        .join(held, held.c.id == Customer.id)
+        .order_by(held.c.value, held.c.rank, held.c.created_at, held.c.id)
+    )
+
+
+_EMAIL_HOLDERS = _holders_of("email", Customer.email)
+_PHONE_HOLDERS = _holders_of("phone", Customer.phone, NOT_MERGED)
+_CUSTOMERS = select(Customer).where(Customer.id.in_(bindparam("ids", expanding=True)))
+_ATTRIBUTES_OF_MANY = (
+    select(Attribute)
+    .where(Attribute.customer_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Attribute.id)
+)
+# A customer's leads and source records, both in one round trip.
+_LINKS_OF_MANY: Any = union_all(
+    select(
+        CustomerLead.customer_id,
+        literal_column("'lead'").label("kind"),
+        CustomerLead.lead_id.label("value"),
+    ).where(CustomerLead.customer_id.in_(bindparam("leads", expanding=True))),
+    select(SourceRecord.customer_id, literal_column("'ref'"), SourceRecord.ref).where(
+        SourceRecord.customer_id.in_(bindparam("refs", expanding=True))
+    ),
+)
+
+
+async def _holders(session: AsyncSession, query: Any, values: set[str]) -> dict[str, Customer]:
+    if not values:
+        return {}
+    found: dict[str, Customer] = {}
+    params = {"golden": sorted(values), "valued": sorted(values)}
+    for customer, value in await session.execute(query, params):
+        found.setdefault(value, customer)  # the first of each value is the one to take
+    return found
+
+
+async def live_many(session: AsyncSession, found: Mapping[str, Customer]) -> dict[str, Customer]:
+    """:func:`live` of many customers at once: one round trip per step along merge chains
+    (none at all when no customer found was merged), a broken chain drops its key."""
+    current: dict[str, Customer] = dict(found)
+    seen: dict[str, set[str]] = {key: set() for key in found}
+    loaded = {c.id: c for c in found.values()}
+    while True:
+        moving = {
+            key: c.merged_into
+            for key, c in current.items()
+            if c.merged_into and c.id not in seen[key]
+        }
+        if not moving:
+            return current
+        missing = set(moving.values()) - loaded.keys()
+        if missing:
+            rows = await session.execute(_CUSTOMERS, {"ids": sorted(missing)})
+            loaded.update((c.id, c) for c in rows.scalars())
+        for key, survivor_id in moving.items():
+            seen[key].add(current[key].id)
+            if survivor_id in loaded:
+                current[key] = loaded[survivor_id]
+            else:
+                del current[key]
+
+
+async def by_people(
+    session: AsyncSession, people: Sequence[tuple[str | None, str | None]]
+) -> list[Customer | None]:
+    """For each (email key, phone key): :func:`by_email`, else :func:`by_phone` — in two
+    round trips for the whole batch (the emails, then the phones of those no email found),
+    plus one per merge step when a hit was merged."""
+    emails = await _holders(session, _EMAIL_HOLDERS, {e for e, _ in people if e})
+    found = await live_many(session, emails)
+    rest = {p for e, p in people if p and (not e or e not in found)}
+    phones = await live_many(session, await _holders(session, _PHONE_HOLDERS, rest))
+    return [
+        (found.get(email) if email else None) or (phones.get(phone) if phone else None)
+        for email, phone in people
+    ]
+
+
+@dataclass
+class GoldenParts:
+    """What a golden record is shown with: every source's values (to tell provenance and
+    conflicts), its leads and its source records."""
+
+    attributes: list[Attribute]
+    lead_ids: list[str]
+    refs: list[str]
+
+
+async def golden_parts(session: AsyncSession, ids: Sequence[str]) -> dict[str, GoldenParts]:
+    """:func:`attributes`, :func:`lead_ids` and :func:`refs` of many customers in two
+    round trips."""
+    if not ids:
+        return {}
+    wanted = sorted(set(ids))
+    parts = {i: GoldenParts([], [], []) for i in wanted}
+    for a in (await session.execute(_ATTRIBUTES_OF_MANY, {"ids": wanted})).scalars():
+        parts[a.customer_id].attributes.append(a)
+    links = await session.execute(_LINKS_OF_MANY, {"leads": wanted, "refs": wanted})
+    for customer_id, kind, value in links:
+        (parts[customer_id].lead_ids if kind == "lead" else parts[customer_id].refs).append(value)
+    for part in parts.values():
+        part.lead_ids.sort()
+        part.refs.sort()
+    return parts
+
+
 @dataclass(frozen=True)
 class Nearby:
     """What the candidate query read for one record, each part in its fixed order:

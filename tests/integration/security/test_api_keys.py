@@ -101,6 +101,7 @@ KEYED: dict[str, dict[Route, str]] = {
     },
     "crm-sync": {
         ("GET", "/v1/customers/lookup"): "customers:read",
+        ("POST", "/v1/customers/lookups"): "customers:read",
         ("GET", "/v1/customers/{customer_id}"): "customers:read",
         ("GET", "/v1/customers/{customer_id}/timeline"): "customers:read",
         ("GET", "/v1/customers/{customer_id}/offers"): "customers:read",
