@@ -39,6 +39,7 @@ from leadpact.logging import configure_logging
 from leadpact.messaging import OutboxRelay, UnitOfWork
 from leadpact.metrics import ServiceMetrics
 from leadpact.migrations import upgrade_async
+from leadpact.nul_characters import RefuseNulCharacters
 from leadpact.settings import Settings
 
 log = structlog.get_logger("leadpact.service")
@@ -210,6 +211,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    # Added first, so it runs inside RequestMetrics: its 422s are counted too.
+    app.add_middleware(RefuseNulCharacters, routes=app.router.routes)  # type: ignore[arg-type]
     app.add_middleware(RequestMetrics, metrics=ctx.metrics)  # type: ignore[arg-type]
     app.include_router(_operations_router(ctx))
     for router in definition.routers(ctx):
