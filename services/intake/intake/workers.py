@@ -130,8 +130,11 @@ class CustomerRechecker:
         async with ctx.db.session() as session:
             due = await store.due_customer_checks(session, ctx.clock.now(), BATCH)
         handled = 0
-        for lead in due:
-            answer = await self.reception.customers.lookup(lead.email, lead.phone)
+        # Asked together: the directory sends concurrent questions in one request.
+        answers = await asyncio.gather(
+            *(self.reception.customers.lookup(lead.email, lead.phone) for lead in due)
+        )
+        for lead, answer in zip(due, answers, strict=True):
             if answer is None:
                 await self._postpone(lead.id, ctx.clock.now())
                 continue

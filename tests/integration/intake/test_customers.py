@@ -305,3 +305,22 @@ async def test_crm_sync_down_leaves_the_check_pending_then_a_retry_answers(
     assert (stored["customer_check"], stored["existing_customer"]) == ("done", True)
     system.clock.advance(600)
     assert len(system.events("lead.activity")) == 1
+
+
+async def test_the_pending_checks_are_asked_again_in_one_request(
+    intake_factory: IntakeFactory, crm: CrmSync
+) -> None:
+    crm.down = True
+    system = await intake_factory(crm_sync_url=crm.url, customer_check_retry_seconds=30)
+    for who in ("boss@bigco.example", "ana@startup.example", "li@startup.example"):
+        assert (await system["intake"].post("/v1/leads", json={"email": who})).status_code == 202
+    await eventually(lambda: len(system.events("lead.created")) == 3)
+    crm.down = False
+    asked_before = len(crm.batches)
+
+    def later() -> list[Any]:
+        system.clock.advance(10)
+        return system.events("lead.activity")
+
+    await eventually(lambda: len(later()) == 3)
+    assert [len(people) for people in crm.batches[asked_before:]] == [3]
