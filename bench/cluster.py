@@ -77,6 +77,76 @@ async def scratch_database(backend: str, name: str) -> AsyncIterator[str]:
         await admin.close()
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) ``pid`` has used so far, from ``/proc/<pid>/stat``;
+    None once it is gone. (Its children are not counted: none of ours forks.)"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces: split after its closing parenthesis.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+@dataclass
+class CpuMeter:
+    """CPU each part of a distributed run spends between :meth:`start` and :meth:`stop`:
+    tansu, each service process, the PostgreSQL backends serving the cluster's databases
+    (summed; the server's shared background processes are not counted, other users of the
+    server share them) and whatever ``extra`` the caller adds (the load client, the bench
+    process itself)."""
+
+    cluster: Cluster
+    before: dict[str, float] = field(default_factory=dict)
+    backends_before: dict[tuple[str, int], float] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        self.before = self._processes()
+        self.backends_before = await self._backends()
+
+    async def stop(self) -> dict[str, float]:
+        """CPU seconds per part since :meth:`start`; ``postgres`` is every backend serving
+        the cluster, ``postgres:<service>`` those of one service's database. A backend
+        started since counts whole; one that ended since is missed (the services keep
+        their pooled connections open)."""
+        after = self._processes()
+        spent = {name: after[name] - self.before.get(name, 0.0) for name in after}
+        backends = await self._backends()
+        spent["postgres"] = 0.0
+        for (service, pid), cpu in backends.items():
+            used = cpu - self.backends_before.get((service, pid), 0.0)
+            spent["postgres"] += used
+            spent[f"postgres:{service}"] = spent.get(f"postgres:{service}", 0.0) + used
+        return spent
+
+    def _processes(self) -> dict[str, float]:
+        seconds = {}
+        for name, process in self.cluster.processes.items():
+            cpu = process_cpu(process.pid)
+            if cpu is not None:
+                seconds[name] = cpu
+        return seconds
+
+    async def _backends(self) -> dict[tuple[str, int], float]:
+        """CPU seconds so far of each backend connected to a database of the cluster, by
+        (service, pid)."""
+        services = {make_url(url).database: name for name, url in self.cluster.databases.items()}
+        admin = await asyncpg.connect(pg_dsn(DATABASE_URL), timeout=5)
+        try:
+            rows = await admin.fetch(
+                "SELECT datname, pid FROM pg_stat_activity WHERE datname = ANY($1::text[])",
+                list(services),
+            )
+        finally:
+            await admin.close()
+        cpus = {(services[row["datname"]], row["pid"]): process_cpu(row["pid"]) for row in rows}
+        return {key: cpu for key, cpu in cpus.items() if cpu is not None}
+
+
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -91,6 +161,8 @@ class Cluster:
     ports: dict[str, int] = field(default_factory=dict)
     databases: dict[str, str] = field(default_factory=dict)
     bootstrap: str = ""
+    # LEADPACT_* settings for every service, over the defaults below (A/B of a setting).
+    settings: dict[str, str] = field(default_factory=dict)
 
     async def start(self) -> Cluster:
         port = free_port()
@@ -123,6 +195,7 @@ class Cluster:
                 "LEADPACT_CRM_SYNC_URL": f"http://127.0.0.1:{self.ports.get('crm-sync', 8005)}",
                 "LEADPACT_LOG_LEVEL": "WARNING",
                 "LEADPACT_RELAY_POLL_SECONDS": "0.2",
+                **self.settings,
             }
             if self.contract is not None:
                 env["LEADPACT_CONTRACT_PATH"] = str(self.contract)

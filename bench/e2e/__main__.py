@@ -9,6 +9,12 @@ Each rate starts, in both modes, with a few leads sent and worked off before the
 (the distributed mode's also lets the consumer groups join).
 Targets (2 cores) at 300/s: p99 < 50 ms embedded, < 250 ms distributed.
 
+CPU: embedded, the one process's CPU per accepted lead. Distributed, each process's
+(``cpu_ms_per_lead_<part>``: tansu, each service, the PostgreSQL backends of the cluster's
+databases in all and per service, the load client, this process), read from ``/proc``
+(``bench/cluster.py: CpuMeter``) from the start of the load until the cluster is back to
+the idle CPU measured just before it (``idle_cpu_ms_per_s_<part>``).
+
 Usage: ``python -m bench.e2e [--mode embedded|distributed|both] [--rates 10,100,300,500]
 [--seconds 8]``.
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import resource
 import socket
 import sqlite3
 import subprocess
@@ -25,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 
@@ -36,6 +43,9 @@ from leadpact.embedded import embedded_apps
 from leadpact.events import decode
 from leadpact.service import serve_all
 from leadpact.settings import Settings
+
+if TYPE_CHECKING:
+    from bench.cluster import CpuMeter
 
 # 10/s sits below the ceiling (the latency of the pipeline itself); 100-500 are the
 # rates the issue names (above the ceiling they measure the queue).
@@ -194,7 +204,7 @@ async def one_rate(rate: int, var: Path, seconds: float = SECONDS) -> dict[str, 
 async def one_rate_distributed(rate: int, var: Path, seconds: float = SECONDS) -> dict[str, Any]:
     import asyncpg
 
-    from bench.cluster import Cluster, pg_dsn
+    from bench.cluster import Cluster, CpuMeter, pg_dsn
     from leadpact.bus import bus_from_url
 
     cluster = await Cluster(var, services=SERVICES).start()
@@ -213,9 +223,19 @@ async def one_rate_distributed(rate: int, var: Path, seconds: float = SECONDS) -
         # Warm-up: the consumer groups have joined once a first lead went all the way.
         warm, _ = await run_load(cluster.url("intake"), 5, var, 1)
         await wait_for(scored, warm, 60)
+        meter = CpuMeter(cluster)
+        idle = await idle_cpu(meter)
+        await meter.start()
+        window = time.monotonic()
+        own = time.process_time()
+        load = children_cpu()
         sent, http = await run_load(cluster.url("intake"), rate, var, seconds)
+        load = children_cpu() - load
         await wait_for(scored, sent)
-        await asyncio.sleep(1)
+        spent = await settle_cluster(meter, idle)
+        spent["load"] = load
+        spent["bench"] = time.process_time() - own
+        window = time.monotonic() - window
         conn = await asyncpg.connect(pg_dsn(cluster.databases["sla-monitor"]))
         try:
             rows = await conn.fetch(
@@ -224,10 +244,79 @@ async def one_rate_distributed(rate: int, var: Path, seconds: float = SECONDS) -
         finally:
             await conn.close()
         armed = {r["lead_id"]: r["armed_at"].timestamp() for r in rows}
-        return figures_of(sent, scored, armed, http)
+        return figures_of(sent, scored, armed, http) | cpu_report(spent, idle, window, len(sent))
     finally:
         await bus.stop()
         await cluster.close()
+
+
+# The parts of a distributed run whose CPU counts as the pipeline's (cpu_ms_per_lead, as
+# the embedded process's): not the load client, nor this process's scored-consumer.
+PIPELINE = ("tansu", *SERVICES, "postgres")
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's children that have ended: the load client's, since
+    the services (children too) are still running."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def idle_cpu(meter: CpuMeter, seconds: float = 3.0) -> dict[str, float]:
+    """CPU each part spends per second with no lead in flight: the consumers' fetch polls,
+    the relays' polls, heartbeats. Part of every lead's figure below, as a floor."""
+    await meter.start()
+    await asyncio.sleep(seconds)
+    return {name: cpu / seconds for name, cpu in (await meter.stop()).items()}
+
+
+async def settle_cluster(
+    meter: CpuMeter,
+    idle: dict[str, float],
+    window: float = 0.5,
+    busy: float = 0.05,
+    limit: float = 60,
+) -> dict[str, float]:
+    """Until the cluster is back to its idle CPU (within ``busy`` of a core over ``window``):
+    every service has worked off what the load left it. Returns the CPU spent since
+    ``meter.start()``."""
+    floor = sum(idle.values())
+    spent = await meter.stop()
+    for _ in range(int(limit / window)):
+        await asyncio.sleep(window)
+        now = await meter.stop()
+        if sum(now.values()) - sum(spent.values()) < (floor + busy) * window:
+            return now
+        spent = now
+    return spent
+
+
+def cpu_report(
+    spent: dict[str, float], idle: dict[str, float], window: float, leads: int
+) -> dict[str, Any]:
+    """CPU ms per accepted lead for each process (``cpu_ms_per_lead_<part>``) and for the
+    pipeline (``cpu_ms_per_lead``, as the embedded figure: services, broker, database).
+
+    Each part's idle CPU (ms per second: fetch and relay polls, heartbeats) is included in
+    those for the ``cpu_window_s`` the measurement lasted, which grows when the machine is
+    busy; ``cpu_ms_per_lead_net`` is the pipeline's figure without it: what a lead costs
+    beyond the floor that does not grow with the rate."""
+    per_lead = {
+        f"cpu_ms_per_lead_{name}": round(cpu * 1000 / max(1, leads), 2)
+        for name, cpu in sorted(spent.items(), key=lambda item: -item[1])
+    }
+    pipeline = sum(spent.get(name, 0.0) for name in PIPELINE)
+    floor = sum(idle.get(name, 0.0) for name in PIPELINE) * window
+    idle_ms = {f"idle_cpu_ms_per_s_{name}": round(cpu * 1000, 1) for name, cpu in idle.items()}
+    return (
+        {
+            "cpu_ms_per_lead": round(pipeline * 1000 / max(1, leads), 2),
+            "cpu_ms_per_lead_net": round(max(0.0, pipeline - floor) * 1000 / max(1, leads), 2),
+        }
+        | per_lead
+        | {"cpu_window_s": round(window, 1)}
+        | idle_ms
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,8 @@
 Producer: acks=all, the default murmur2 partitioner (so a key lands on the same partition as
 on the memory bus), idempotence chosen by settings (tansu does not support it). Consumers:
 one AIOKafkaConsumer per subscription, auto-commit off; each partition's messages are handled
-in order and its offset committed only after the handler returned. A message that keeps
+in order, and the offsets a fetch round handled are committed together (one request for all
+partitions) once the round is over, never before the handler returned. A message that keeps
 failing goes to ``<topic>.dlq``. Topics are created on first use with the configured
 partition count.
 """
@@ -37,6 +38,9 @@ from leadpact.bus.base import (
 from leadpact.tasks import cancel_and_wait
 
 log = structlog.get_logger("leadpact.bus.kafka")
+
+# Longest a stopping subscription waits to commit what its last round handled.
+STOP_COMMIT_SECONDS = 2.0
 
 
 def _headers_in(raw: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
@@ -90,6 +94,9 @@ class KafkaSubscription:
         # the newly assigned ones whose position is not yet checked against the log end.
         self._fenced: set[tuple[str, int]] = set()
         self._commits: dict[tuple[str, int], asyncio.Future[None]] = {}
+        # The next offset of each partition whose records this fetch round has handled,
+        # committed together once the round is over (see _commit_handled).
+        self._handled: dict[tuple[str, int], int] = {}
         self._unsure: set[tuple[str, int]] = set()
         self._fresh: set[tuple[str, int]] = set()
         self._consumer = AIOKafkaConsumer(
@@ -123,6 +130,11 @@ class KafkaSubscription:
     async def stop(self) -> None:
         await cancel_and_wait(self._task)
         self._task = None
+        # What the interrupted round handled, so that a restart does not read it again
+        # (harmless if it did: the inbox); never longer than a stop may take.
+        with contextlib.suppress(KafkaError, TimeoutError):
+            async with asyncio.timeout(STOP_COMMIT_SECONDS):
+                await self._commit_handled()
         with contextlib.suppress(KafkaError):
             await self._consumer.stop()
 
@@ -132,7 +144,13 @@ class KafkaSubscription:
             try:
                 await self._check_positions()
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=500)
-                await asyncio.gather(*(self._partition(tp, recs) for tp, recs in batches.items()))
+                try:
+                    await asyncio.gather(
+                        *(self._partition(tp, recs) for tp, recs in batches.items())
+                    )
+                finally:
+                    if not self._stopping():
+                        await self._commit_handled()
                 backoff = 0.2
             except asyncio.CancelledError:
                 raise
@@ -162,8 +180,13 @@ class KafkaSubscription:
         ]
 
         async def delivered(msg: Message) -> None:
-            await self._commit(tp, msg.offset + 1)
-            self._next[(tp.topic, tp.partition)] = msg.offset + 1
+            key = (tp.topic, tp.partition)
+            # A partition revoked since this record was fetched (see _fence) is not
+            # committed: whoever owns it now resumes from the offset committed before, and
+            # the inbox makes the second delivery harmless.
+            if key not in self._fenced:
+                self._handled[key] = msg.offset + 1
+            self._next[key] = msg.offset + 1
 
         size = self.bus.batch_max
         for start in range(0, len(msgs), size):
@@ -175,29 +198,50 @@ class KafkaSubscription:
                 delivered,
             )
 
-    async def _commit(self, tp: TopicPartition, offset: int) -> None:
-        key = (tp.topic, tp.partition)
-        if key in self._fenced:
-            # Revoked since this record was fetched (see _fence): whoever owns the
-            # partition now resumes from the offset committed before, and the inbox makes
-            # the second delivery harmless.
+    def _stopping(self) -> bool:
+        task = asyncio.current_task()
+        return bool(task and task.cancelling())
+
+    async def _commit_handled(self) -> None:
+        """Commit the offsets this round handled, every partition in one request.
+
+        Once per fetch round rather than after each partition's batch: below saturation a
+        round brings a record or two per partition, and a commit per partition was the
+        largest share of the requests each lead caused (OffsetCommit 0.3-1.1 per lead and
+        consumer, measured; notes/issue-9-distributed.md). Offsets are still committed
+        only for handled records, so nothing is skipped; a crash re-reads at most the
+        round (the inbox makes that harmless)."""
+        offsets = {
+            TopicPartition(*key): offset
+            for key, offset in self._handled.items()
+            if key not in self._fenced
+        }
+        self._handled.clear()
+        if not offsets:
             return
-        commit = asyncio.ensure_future(self._consumer.commit({tp: offset}))
-        self._commits[key] = commit
+        commit = asyncio.ensure_future(self._consumer.commit(offsets))
+        keys = [(tp.topic, tp.partition) for tp in offsets]
+        for key in keys:
+            self._commits[key] = commit
         try:
             await commit
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if commit.cancelled() and key in self._fenced and not (task and task.cancelling()):
-                return  # abandoned by _fence, not a stop
+            if commit.cancelled() and self._fenced & set(keys) and not self._stopping():
+                # Abandoned by _fence: the partitions still owned go with the next round.
+                for tp, offset in offsets.items():
+                    key = (tp.topic, tp.partition)
+                    if key not in self._fenced:
+                        self._handled.setdefault(key, offset)
+                return
             raise
         except KafkaError as exc:
             # Lost the partition in a rebalance: the new owner gets the message again,
             # and the inbox makes the second delivery harmless.
-            log.warning("offset commit failed", partition=str(tp), error=str(exc))
+            log.warning("offset commit failed", partitions=sorted(keys), error=str(exc))
         finally:
-            if self._commits.get(key) is commit:
-                del self._commits[key]
+            for key in keys:
+                if self._commits.get(key) is commit:
+                    del self._commits[key]
 
     def _fence(self, revoked: set[tuple[str, int]]) -> None:
         """A rebalance took ``revoked`` away: offsets of records fetched before it are not
@@ -213,6 +257,7 @@ class KafkaSubscription:
         """
         self._fenced |= revoked
         for key in revoked:
+            self._handled.pop(key, None)
             commit = self._commits.get(key)
             if commit is not None and not commit.done():
                 commit.cancel()
