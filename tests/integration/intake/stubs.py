@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -21,8 +22,9 @@ Answer = Callable[[Request], tuple[int, Any]]
 
 @dataclass
 class HttpStub:
-    """Answers every GET with ``answer(request)``; records the requests; ``down`` makes it
-    answer 503 as a platform in an outage does."""
+    """Answers every GET and POST with ``answer(request)`` (a POST's JSON body parsed in
+    ``request.state.json``); records the requests; ``down`` makes it answer 503 as a
+    platform in an outage does."""
 
     answer: Answer
     down: bool = False
@@ -31,6 +33,8 @@ class HttpStub:
 
     async def _handle(self, request: Request) -> Response:
         self.requests.append(request)
+        body = await request.body()
+        request.state.json = json.loads(body) if body else None
         if self.down:
             return JSONResponse({"error": "unavailable"}, status_code=503)
         code, body = self.answer(request)
@@ -46,7 +50,7 @@ def _free_port() -> int:
 @contextlib.asynccontextmanager
 async def http_stub(answer: Answer) -> AsyncIterator[HttpStub]:
     stub = HttpStub(answer)
-    app = Starlette(routes=[Route("/{path:path}", stub._handle, methods=["GET"])])
+    app = Starlette(routes=[Route("/{path:path}", stub._handle, methods=["GET", "POST"])])
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")

@@ -28,11 +28,15 @@ CUSTOMERS: dict[str, list[str]] = {}  # email → the customer's earlier lead id
 
 
 def crm_sync(request: Request) -> tuple[int, Any]:
-    email = request.query_params.get("email", "")
+    """crm-sync's batch lookup: one answer per person asked, in order."""
+    return 200, [lookup(person.get("email", "")) for person in request.state.json["people"]]
+
+
+def lookup(email: str) -> dict[str, Any]:
     if email in CUSTOMERS:
         record = {"customer_id": f"cus_{email}", "lead_ids": CUSTOMERS[email]}
-        return 200, {"customer": record, "is_customer": True}
-    return 200, {"customer": None, "is_customer": False}
+        return {"customer": record, "is_customer": True}
+    return {"customer": None, "is_customer": False}
 
 
 async def post_lead(system: EmbeddedSystem, email: str, **fields: Any) -> str:
