@@ -146,7 +146,7 @@ class EventDispatcher:
                 await handler(event, uow, self._clock)
             # The next handler starts as in a session of its own (same transaction): no
             # ORM object or session cache left from this event.
-            await session.flush()
+            await uow.flush()
             session.expunge_all()
             session.info.clear()
             done.append((msg.topic, time.perf_counter() - started))
@@ -163,7 +163,7 @@ class EventDispatcher:
         started = time.perf_counter()
         uow.partition = fresh[0][0].partition
         await batch_handler([event for _, event, _ in fresh], uow, self._clock)
-        await uow.session.flush()
+        await uow.flush()
         share = (time.perf_counter() - started) / len(fresh)
         return [(msg.topic, share) for msg, _, _ in fresh]
 

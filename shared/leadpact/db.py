@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import cache
@@ -14,15 +15,19 @@ import structlog
 from sqlalchemy import DateTime, Table, event, exc, pool, text
 from sqlalchemy.dialects import postgresql, registry, sqlite
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.engine import URL, Connection, CursorResult, Dialect, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import SessionTransaction
+from sqlalchemy.sql import Executable
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_
+from sqlalchemy.util.concurrency import in_greenlet
 
 log = structlog.get_logger("leadpact.db")
 
@@ -52,12 +57,15 @@ async def _no_wait() -> None:
 class _LoopCursor(sqlite3.Cursor):
     # AsyncConnection.execute refuses a driver that never awaited (it takes that for a sync
     # driver by mistake); one greenlet switch per statement satisfies it, without a thread.
+    # Outside a greenlet (CoreConnection's inline statements) there is nothing to satisfy.
     def execute(self, sql: str, parameters: Any = (), /) -> Self:
-        await_(_no_wait())
+        if in_greenlet():
+            await_(_no_wait())
         return super().execute(sql, parameters)
 
     def executemany(self, sql: str, seq_of_parameters: Any, /) -> Self:
-        await_(_no_wait())
+        if in_greenlet():
+            await_(_no_wait())
         return super().executemany(sql, seq_of_parameters)
 
     async def _async_soft_close(self) -> None:
@@ -127,9 +135,9 @@ class Database:
             idle = PingWhenIdle(self.engine.dialect)
             event.listen(self.engine.sync_engine.pool, "checkin", idle.checkin)
             event.listen(self.engine.sync_engine.pool, "checkout", idle.checkout)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessionmaker = async_sessionmaker(self.engine, class_=Session, expire_on_commit=False)
 
-    def session(self) -> AsyncSession:
+    def session(self) -> Session:
         return self.sessionmaker()
 
     async def ping(self) -> bool:
@@ -315,3 +323,97 @@ def dialect_name(session: AsyncSession) -> str:
 def insert_for(session: AsyncSession) -> Any:
     """:func:`dialect_insert` for the database ``session`` is bound to."""
     return dialect_insert(dialect_name(session))
+
+
+Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+Rows = CursorResult[*tuple[Any, ...]]
+"""A statement's result, rows of any shape (as ``session.execute`` returns)."""
+
+
+class CoreConnection:
+    """The connection of a session's transaction, for Core statements (built on ``Table``
+    objects, most of them prebuilt): the same statement in the same transaction as
+    ``session.execute``, for about half of its CPU on SQLite (about the same on PostgreSQL,
+    where the driver's round trip is most of a statement's CPU).
+
+    Measured per statement (notes/issue-9-statement-cost.md), ``session.execute`` on SQLite
+    pays the ORM session's dispatch (~20 %), a greenlet per statement (~35 %) and Core's
+    compile-cache lookup, execution context and result (~30 %); SQLite itself is ~10 %.
+    This skips the first always and, on SQLite with :class:`LoopSQLiteDialect`, the
+    second: that dialect never waits on anything, so its statements run inline on the event
+    loop's thread, as the synchronous ``Connection`` they are underneath. On PostgreSQL
+    (asyncpg) they still go through a greenlet, the ``AsyncConnection``'s.
+
+    What stays as with ``session.execute``: the transaction (the session's own: its commit
+    and rollback take these statements along), the flush of pending ORM changes before each
+    statement, and the result. An ORM-enabled statement (on mapped classes or their
+    attributes) goes to ``session.execute`` itself: it may load ORM objects. Valid for one
+    transaction: take it from :func:`core_connection` (kept per transaction)."""
+
+    __slots__ = ("_async", "_inline", "_session", "_sync", "dialect", "transaction")
+
+    def __init__(
+        self, session: AsyncSession, connection: AsyncConnection, transaction: SessionTransaction
+    ) -> None:
+        self._session = session
+        self.transaction = transaction
+        self._async = connection
+        self._sync: Connection = connection.sync_connection  # type: ignore[assignment]
+        self.dialect: Dialect = connection.dialect
+        self._inline = isinstance(self.dialect, LoopSQLiteDialect)
+
+    async def execute(self, statement: Executable, parameters: Parameters = None) -> Rows:
+        """``statement`` with ``parameters`` (a list of them: executemany, or one
+        multi-row insert); a fully readable result, as ``session.execute``'s."""
+        # ``_propagate_attrs`` holds the ORM plugin of a statement on mapped entities: the
+        # marker ``Session.execute`` itself goes by to flush and load ORM objects.
+        owner = self._session
+        if statement._propagate_attrs.get("compile_state_plugin") == "orm":
+            return await owner.execute(statement, parameters)  # type: ignore[return-value]
+        # Session.execute flushes the session before every statement, Core ones too (the
+        # ORM objects added or changed so far are in the database when a query reads it).
+        session = owner.sync_session
+        if self._inline:
+            if session.autoflush:
+                session.flush()  # returns at once when there is nothing to flush
+            return self._sync.execute(statement, parameters)
+        if session.autoflush and (session.new or session.dirty or session.deleted):
+            await owner.flush()
+        return await self._async.execute(statement, parameters)
+
+    async def scalar(self, statement: Executable, parameters: Parameters = None) -> Any:
+        """The first column of the first row, None when there is no row."""
+        return (await self.execute(statement, parameters)).scalar()
+
+
+class Session(AsyncSession):
+    """The sessions of :class:`Database`: an ``AsyncSession`` that keeps the
+    :class:`CoreConnection` of its current transaction (:func:`core_connection`)."""
+
+    core: CoreConnection | None = None
+
+
+async def core_connection(session: AsyncSession) -> CoreConnection:
+    """``session``'s :class:`CoreConnection` for its current transaction, which it begins
+    if there is none (as ``session.execute`` would). Getting the connection from the session
+    costs a greenlet itself, so a :class:`Session` keeps it while the transaction lasts."""
+    kept = session.core if isinstance(session, Session) else None
+    if kept is not None:
+        current = session.sync_session.get_transaction()
+        if kept.transaction is current and current.is_active:
+            return kept
+    connection = await session.connection()
+    transaction = session.sync_session.get_transaction()
+    assert transaction is not None  # session.connection() began one
+    found = CoreConnection(session, connection, transaction)
+    if isinstance(session, Session):
+        session.core = found
+    return found
+
+
+async def core_execute(
+    session: AsyncSession, statement: Executable, parameters: Parameters = None
+) -> Rows:
+    """``session.execute(statement, parameters)`` for a Core statement, on the session's
+    :class:`CoreConnection` (see there for what it saves and when it is the same)."""
+    return await (await core_connection(session)).execute(statement, parameters)

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpact.bus.base import EventBus
 from leadpact.clock import Clock
-from leadpact.db import Database, dialect_name, insert_or_skip
+from leadpact.db import CoreConnection, Database, core_connection, insert_or_skip
 from leadpact.events import CloudEvent, EventData, envelope
 from leadpact.tasks import cancel_and_wait, wait_at_most
 
@@ -68,6 +68,9 @@ _CLAIM = {
     name: insert_or_skip(inbox, name).returning(inbox.c.event_id)
     for name in ("postgresql", "sqlite")
 }
+
+
+_ADD_TO_OUTBOX = outbox.insert()
 
 
 class UnitOfWork:
@@ -134,16 +137,31 @@ class UnitOfWork:
             return set()
         at = self._clock.now()
         rows = [{"consumer": consumer, "event_id": i, "handled_at": at} for i in fresh]
-        result = await self.session.execute(_CLAIM[dialect_name(self.session)], rows)
+        connection = await self.connection()
+        result = await connection.execute(_CLAIM[connection.dialect.name], rows)
         return set(result.scalars())
+
+    async def connection(self) -> CoreConnection:
+        """This unit of work's transaction, for Core statements: what ``session.execute``
+        would run, for about half of its CPU on SQLite (:class:`leadpact.db.CoreConnection`).
+        The transaction is the session's: ``commit`` and rollback take both along."""
+        return await core_connection(self.session)
+
+    async def flush(self) -> None:
+        """Write the session's pending ORM changes into the transaction. With none pending
+        (handlers that write through :meth:`connection`) it returns at once, where
+        ``session.flush`` would still cost a greenlet switch."""
+        session = self.session
+        if session.new or session.dirty or session.deleted:
+            await session.flush()
 
     async def commit(self) -> None:
         # Only what an earlier commit of this unit of work did not write yet (a consumer
         # batch may commit more than once); ``emitted`` keeps every event for callers.
         fresh = [e for e in self.emitted if e.id not in self._written]
         if fresh:
-            await self.session.execute(
-                outbox.insert(),
+            await (await self.connection()).execute(
+                _ADD_TO_OUTBOX,
                 [
                     {
                         "event_id": e.id,

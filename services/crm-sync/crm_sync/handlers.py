@@ -100,6 +100,7 @@ async def _note(
 ) -> None:
     """One timeline entry, written at once through Core (its customer row is in the table
     already: :func:`ingest` and :func:`_customer_for_lead` flush it)."""
-    await uow.session.execute(
+    connection = await uow.connection()
+    await connection.execute(
         store.INSERT_TIMELINE, timeline_row(event, customer_id, occurred_at, detail)
     )

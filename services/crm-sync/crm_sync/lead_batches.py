@@ -38,6 +38,7 @@ from crm_sync.records import (
     timeline_row,
 )
 from leadpact.clock import Clock
+from leadpact.db import core_execute
 from leadpact.events import CloudEvent, LeadCreated
 from leadpact.messaging import UnitOfWork
 
@@ -288,4 +289,4 @@ async def _write(session: Any, writes: Writes) -> None:
         (store.INSERT_TIMELINE, writes.timeline),
     ):
         if rows:
-            await session.execute(statement, rows)
+            await core_execute(session, statement, rows)

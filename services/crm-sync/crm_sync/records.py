@@ -30,6 +30,7 @@ from crm_sync.matching import (
 from crm_sync.metrics import CrmMetrics
 from crm_sync.survivorship import Candidate, FieldConflict, Survivor, survive
 from crm_sync.sync import enqueue
+from leadpact.db import core_execute
 from leadpact.events import CloudEvent, CustomerUpdated
 from leadpact.messaging import UnitOfWork
 
@@ -163,8 +164,8 @@ async def ingest(
             customer, changed = found, True
         else:
             resolution.count(uow, "review")
-            await session.execute(
-                store.INSERT_REVIEW, review_row(customer.id, candidate, score, now)
+            await core_execute(
+                session, store.INSERT_REVIEW, review_row(customer.id, candidate, score, now)
             )
     elif created:
         resolution.count(uow, "new")
@@ -316,7 +317,7 @@ async def _observe(
             row.value, row.verified, row.observed_at = value, name in obs.verified, obs.observed_at
     await session.flush()  # the customer row first (foreign key)
     if new:
-        await session.execute(store.INSERT_ATTRIBUTES, new)
+        await core_execute(session, store.INSERT_ATTRIBUTES, new)
 
 
 def attribute_row(customer_id: str, obs: Observation, name: str) -> dict[str, Any]:
@@ -408,16 +409,16 @@ async def refresh(
     customer.sort_key = model.sort_key(record)[:200] or None
     await session.flush()  # the customer row first (foreign keys)
     if not new:
-        await session.execute(store.DELETE_CONFLICTS, {"id": customer.id})
-        await session.execute(store.DELETE_MATCH_KEYS, {"id": customer.id})
+        await core_execute(session, store.DELETE_CONFLICTS, {"id": customer.id})
+        await core_execute(session, store.DELETE_MATCH_KEYS, {"id": customer.id})
     now = max((c.observed_at for c in candidates), default=customer.updated_at)
     rows = conflict_rows(customer.id, conflicts, now)
     if rows:
-        await session.execute(store.INSERT_CONFLICTS, rows)
+        await core_execute(session, store.INSERT_CONFLICTS, rows)
     remember_conflicts(session, customer.id, rows)
     keys = key_rows(customer.id, model, record)
     if keys:
-        await session.execute(store.INSERT_MATCH_KEYS, keys)
+        await core_execute(session, store.INSERT_MATCH_KEYS, keys)
     return changed
 
 
@@ -559,8 +560,8 @@ async def merge(
     absorbed.merged_into = survivor.id
     absorbed.updated_at = now
     await session.flush()
-    await session.execute(store.DELETE_MATCH_KEYS, {"id": absorbed.id})
-    await session.execute(store.DELETE_CONFLICTS, {"id": absorbed.id})
+    await core_execute(session, store.DELETE_MATCH_KEYS, {"id": absorbed.id})
+    await core_execute(session, store.DELETE_CONFLICTS, {"id": absorbed.id})
     _known_conflicts(session)[absorbed.id] = []
     if absorbed.status == "customer":
         survivor.status = "customer"

@@ -30,7 +30,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from feedback.domain.erasure import erased_event_data
 from feedback.domain.funnel import LeadFacts, Spend
-from leadpact.db import UtcDateTime, dialect_insert, dialect_name, insert_for, insert_or_skip
+from leadpact.db import (
+    UtcDateTime,
+    core_execute,
+    dialect_insert,
+    dialect_name,
+    insert_for,
+    insert_or_skip,
+)
 from leadpact.messaging import rewrite_pending_events
 
 PENDING, DONE, CANCELLED = "pending", "done", "cancelled"
@@ -229,7 +236,7 @@ async def touch_lead(session: AsyncSession, lead_id: str, **values: Any) -> None
         params[name] = value
         shape.append((name, name != key))
     stmt = _touch_statement(dialect_name(session), frozenset(shape))
-    await session.execute(stmt, params)
+    await core_execute(session, stmt, params)
 
 
 async def touch_leads(
@@ -250,7 +257,7 @@ async def touch_leads(
         }
         for lead_id, values in facts
     ]
-    await session.execute(_touch_all_statement(dialect_name(session), shape), rows)
+    await core_execute(session, _touch_all_statement(dialect_name(session), shape), rows)
 
 
 async def lead(session: AsyncSession, lead_id: str) -> LeadRow | None:
@@ -260,7 +267,7 @@ async def lead(session: AsyncSession, lead_id: str) -> LeadRow | None:
 async def lead_facts(session: AsyncSession, lead_id: str) -> Row[Any, Any, Any, Any] | None:
     """What folding an event reads of a lead: its ``source``, ``campaign``, ``mql_at``
     and ``contract_version`` as stored now (one Core select; None: no row yet)."""
-    result = await session.execute(_LEAD_FACTS, {"b_lead": lead_id})
+    result = await core_execute(session, _LEAD_FACTS, {"b_lead": lead_id})
     return result.one_or_none()
 
 
@@ -269,7 +276,7 @@ async def lead_facts_of(
 ) -> dict[str, Row[Any, Any, Any, Any, Any]]:
     """:func:`lead_facts` of many leads in one select, by lead id (a lead without a row
     is missing)."""
-    result = await session.execute(_FACTS_OF_LEADS, {"b_leads": list(lead_ids)})
+    result = await core_execute(session, _FACTS_OF_LEADS, {"b_leads": list(lead_ids)})
     return {row.lead_id: row for row in result}
 
 
@@ -293,7 +300,8 @@ async def leads_between(
 
 
 async def record_breach(session: AsyncSession, lead_id: str, clause: str, at: datetime) -> None:
-    await session.execute(
+    await core_execute(
+        session,
         insert_or_skip(_BREACHES, dialect_name(session)),
         {"lead_id": lead_id, "clause": clause, "detected_at": at},
     )
@@ -315,7 +323,8 @@ async def record_attempt(
     session: AsyncSession, lead_id: str, channel: str, contacted_at: datetime
 ) -> None:
     """Add to the attempts ledger; the same attempt reported twice counts once."""
-    await session.execute(
+    await core_execute(
+        session,
         insert_or_skip(_ATTEMPTS, dialect_name(session)),
         {"lead_id": lead_id, "channel": channel, "contacted_at": contacted_at},
     )
@@ -325,7 +334,9 @@ async def record_attempts(session: AsyncSession, attempts: Sequence[Mapping[str,
     """:func:`record_attempt` for each ``{lead_id, channel, contacted_at}``, in one
     statement (rows in order, so the ledger's ids are as one by one)."""
     if attempts:
-        await session.execute(insert_or_skip(_ATTEMPTS, dialect_name(session)), list(attempts))
+        await core_execute(
+            session, insert_or_skip(_ATTEMPTS, dialect_name(session)), list(attempts)
+        )
 
 
 async def attempts_of(session: AsyncSession, lead_id: str) -> list[tuple[str, datetime]]:
@@ -339,20 +350,22 @@ async def attempts_of(session: AsyncSession, lead_id: str) -> list[tuple[str, da
 
 
 async def schedule_recycle(session: AsyncSession, values: dict[str, Any]) -> bool:
-    result = await session.execute(insert_or_skip(_RECYCLES, dialect_name(session)), values)
+    result = await core_execute(session, insert_or_skip(_RECYCLES, dialect_name(session)), values)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def cancel_recycles(session: AsyncSession, lead_id: str, since: datetime) -> None:
     """The lead was won back (accepted, deal closed) after its rejection: no recycle."""
-    await session.execute(_CANCEL_RECYCLES, {"b_lead": lead_id, "b_since": since})
+    await core_execute(session, _CANCEL_RECYCLES, {"b_lead": lead_id, "b_since": since})
 
 
 async def cancel_recycles_of(session: AsyncSession, wins: Sequence[tuple[str, datetime]]) -> None:
     """:func:`cancel_recycles` for each ``(lead_id, since)``, in one statement."""
     if wins:
-        await session.execute(
-            _CANCEL_RECYCLES, [{"b_lead": lead_id, "b_since": since} for lead_id, since in wins]
+        await core_execute(
+            session,
+            _CANCEL_RECYCLES,
+            [{"b_lead": lead_id, "b_since": since} for lead_id, since in wins],
         )
 
 
@@ -417,7 +430,8 @@ async def spend_between(session: AsyncSession, start: date, end: date) -> Sequen
 async def add_touch(
     session: AsyncSession, lead_id: str, at: datetime, kind: str, campaign: str | None
 ) -> None:
-    await session.execute(
+    await core_execute(
+        session,
         insert_or_skip(_TOUCHES, dialect_name(session)),
         {"lead_id": lead_id, "at": at, "kind": kind, "campaign": campaign},
     )
@@ -427,7 +441,7 @@ async def add_touches(session: AsyncSession, touches: Sequence[Mapping[str, Any]
     """:func:`add_touch` for each ``{lead_id, at, kind, campaign}``, in one statement (rows
     in order, so the touchpoints' ids are as one by one)."""
     if touches:
-        await session.execute(insert_or_skip(_TOUCHES, dialect_name(session)), list(touches))
+        await core_execute(session, insert_or_skip(_TOUCHES, dialect_name(session)), list(touches))
 
 
 async def touches_of(

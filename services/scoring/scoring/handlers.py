@@ -67,7 +67,7 @@ async def on_leads_created(
         for event in events:
             await on_leads_created([event], uow, clock, contracts, scoring)
         return
-    connection = await uow.session.connection()
+    connection = await uow.connection()
     rows = [lead_row(event.data) for event in events]
     stored = await store.add_new_leads(connection, rows)
     leads = [row for row in rows if row["lead_id"] in stored]

@@ -22,10 +22,10 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from leadpact.db import UtcDateTime, insert_or_skip
+from leadpact.db import CoreConnection, UtcDateTime, insert_or_skip
 from leadpact.messaging import rewrite_pending_events
 from scoring.domain.erasure import erase_fields, redact_reasons
 from scoring.domain.rules import Occurrence
@@ -118,8 +118,8 @@ async def latest_announced(session: AsyncSession, lead_id: str) -> ScoreRow | No
 
 
 # A consumer batch's statements (``scoring.handlers.on_leads_created``), built once and run
-# on the session's connection: Core skips the ORM's per-statement work, and a batch of leads
-# costs one statement each instead of one per lead.
+# on the unit of work's CoreConnection: Core skips the ORM's per-statement work, and a batch
+# of leads costs one statement each instead of one per lead.
 _leads = Base.metadata.tables["scoring_leads"]
 _activities = Base.metadata.tables["scoring_activities"]
 _ACTIVITIES_OF_LEADS = (
@@ -134,7 +134,7 @@ _ADD_NEW_LEADS = {
 _ADD_SCORES = insert(Base.metadata.tables["scores"])
 
 
-async def add_new_leads(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+async def add_new_leads(connection: CoreConnection, rows: Sequence[Mapping[str, Any]]) -> set[str]:
     """Store the leads not stored yet (every column of :class:`LeadFeatures` given), in one
     statement; the ids of those it stored. A lead known already, or erased before it
     arrived, keeps its row."""
@@ -143,7 +143,7 @@ async def add_new_leads(connection: AsyncConnection, rows: Sequence[Mapping[str,
 
 
 async def activities_of_leads(
-    connection: AsyncConnection, lead_ids: Sequence[str]
+    connection: CoreConnection, lead_ids: Sequence[str]
 ) -> dict[str, list[Occurrence]]:
     """Each lead's activities, oldest first (:func:`activities_of` for many leads)."""
     found: dict[str, list[Occurrence]] = defaultdict(list)
@@ -153,7 +153,7 @@ async def activities_of_leads(
     return found
 
 
-async def add_scores(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+async def add_scores(connection: CoreConnection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Store scores (every column of :class:`ScoreRow` but ``id`` given) in one statement,
     in order: ids grow in the order given, and the latest score is the highest id."""
     await connection.execute(_ADD_SCORES, list(rows))

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from leadpact.db import UtcDateTime, dialect_name, insert_for, insert_or_skip
+from leadpact.db import UtcDateTime, core_execute, dialect_name, insert_for, insert_or_skip
 from sla_monitor.domain import CLAUSE_TEAM
 
 OPEN, MET, BREACHED = "open", "met", "breached"
@@ -123,7 +123,7 @@ async def arm_leads(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> se
     if any(values.get("partition") is None for values in rows):
         return {(v["lead_id"], v["clause"]) for v in rows if await arm(session, v)}
     params = [{"round": 0, "team": None, **values, "status": OPEN} for values in rows]
-    result = await session.execute(_arming_returning(dialect_name(session)), params)
+    result = await core_execute(session, _arming_returning(dialect_name(session)), params)
     return {(lead_id, clause) for lead_id, clause in result.all()}
 
 
@@ -136,8 +136,8 @@ async def arm(session: AsyncSession, values: dict[str, Any]) -> bool:
     values = {"round": 0, "team": None, **values, "status": OPEN}
     if values.get("partition") is not None:
         # The hot path (every MQL): a statement built once, only the values bound.
-        result = await session.execute(_arming(dialect_name(session)), values)
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        armed = await core_execute(session, _arming(dialect_name(session)), values)
+        return bool(armed.rowcount)
     values["partition"] = (
         select(DeadlineRow.partition)
         .where(DeadlineRow.lead_id == values["lead_id"], DeadlineRow.partition.is_not(None))
@@ -213,7 +213,7 @@ async def mark_met(
 ) -> bool:
     """Open → met (when ``at`` is on time, unless told otherwise); True when it changed."""
     params = {"b_lead": lead_id, "b_clause": clause, "b_at": at}
-    result = await session.execute(_MARK_MET[on_time_only], params)
+    result = await core_execute(session, _MARK_MET[on_time_only], params)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -225,18 +225,18 @@ async def record_first_contact(
     params: dict[str, Any] = {"b_lead": lead_id, "b_at": at}
     if owner is not None:
         params["b_owner"] = owner
-    result = await session.execute(_FIRST_CONTACT[owner is not None], params)
+    result = await core_execute(session, _FIRST_CONTACT[owner is not None], params)
     started: datetime | None = result.scalar_one_or_none()
     return started
 
 
 async def record_attempt(session: AsyncSession, lead_id: str, channel: str, at: datetime) -> None:
     params = {"lead_id": lead_id, "channel": channel, "contacted_at": at}
-    await session.execute(insert_or_skip(_ATTEMPTS, dialect_name(session)), params)
+    await core_execute(session, insert_or_skip(_ATTEMPTS, dialect_name(session)), params)
 
 
 async def attempts_of(session: AsyncSession, lead_id: str) -> list[tuple[str, datetime]]:
-    rows = await session.execute(_ATTEMPTS_OF, {"b_lead": lead_id})
+    rows = await core_execute(session, _ATTEMPTS_OF, {"b_lead": lead_id})
     return [(channel, at) for channel, at in rows.all()]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, func, select
+from sqlalchemy.orm import registry
 
 from leadpact.bus import Message
 from leadpact.bus.memory import MemoryBus
@@ -36,6 +37,16 @@ effects = Table(
     Column("lead_id", String(64), nullable=False),
     Column("partition", Integer),
 )
+
+
+class Effect:
+    """An ``effects`` row as an ORM object: what a handler writing through the ORM adds."""
+
+    event_id: str
+    lead_id: str
+
+
+registry().map_imperatively(Effect, effects)
 
 
 @dataclass
@@ -160,6 +171,25 @@ async def test_a_batch_is_one_transaction_with_every_effect_once(database: Datab
     assert consumer.counted("leadpact_event_batches_failed_total") == 0
     # Each handler started as in a session of its own, with its message's partition.
     assert consumer.seen_in_session == [(0, {}, 2)] * 5
+
+
+async def test_what_a_handler_adds_through_the_orm_is_kept_for_every_event_of_a_batch(
+    database: Database,
+) -> None:
+    """Between two events of a batch the session is emptied: what a handler added through
+    the ORM must be flushed first, or it is lost without an error."""
+
+    async def through_orm(event: CloudEvent[Any], uow: UnitOfWork, clock: ManualClock) -> None:
+        effect = Effect()
+        effect.event_id, effect.lead_id = f"orm-{event.id}", event.data.lead_id
+        uow.session.add(effect)
+
+    consumer = consumer_on(database, through_orm)
+    events = [contacted(f"lead-{n}") for n in range(3)]
+    await consumer.dispatcher.handle_batch(messages(events))
+
+    written = await consumer.effect_ids()
+    assert [i for i in written if i.startswith("orm-")] == [f"orm-{e.id}" for e in events]
 
 
 async def test_a_batch_claims_its_events_with_one_statement(database: Database) -> None:

@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from leadpact.db import UtcDateTime, dialect_name, insert_for, insert_or_skip
+from leadpact.db import UtcDateTime, core_execute, dialect_name, insert_for, insert_or_skip
 from sla_monitor.store import AttemptRow, Base
 
 OPEN, CLOSED = "open", "closed"
@@ -249,13 +249,13 @@ _TURN = {False: _turn_query(False), True: _turn_query(True)}
 async def save_facts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Leads' facts, in order, in one statement; a lead known already keeps its facts."""
     stmt = insert_or_skip(_FACTS, dialect_name(session), "lead_id")
-    await session.execute(stmt, rows[0] if len(rows) == 1 else list(rows))
+    await core_execute(session, stmt, rows[0] if len(rows) == 1 else list(rows))
 
 
 async def facts(session: AsyncSession, lead_id: str) -> Row[Any, Any, Any, Any, Any, Any] | None:
     """The lead's country, company_size, industry, source, existing_customer and
     account_owner, when ``lead.created`` came (a row with those attributes)."""
-    result = await session.execute(_SELECT_FACTS, {"b_lead": lead_id})
+    result = await core_execute(session, _SELECT_FACTS, {"b_lead": lead_id})
     found: Row[Any, Any, Any, Any, Any, Any] | None = result.one_or_none()
     return found
 
@@ -269,7 +269,7 @@ async def known_leads(
     batch can share)."""
     facts: dict[str, Any] = {}
     seen: set[str] = set()
-    for row in await session.execute(_KNOWN_LEADS, {"b_leads": list(lead_ids)}):
+    for row in await core_execute(session, _KNOWN_LEADS, {"b_leads": list(lead_ids)}):
         if row.seen:
             seen.add(row.lead_id)
         else:
@@ -306,7 +306,7 @@ async def insert_assignment(session: AsyncSession, values: dict[str, Any]) -> bo
     another consumer got there first: the primary key decides)."""
     stmt = insert_or_skip(_ASSIGNMENTS, dialect_name(session), "lead_id")
     values = {"routed_owner": None, **values, "status": OPEN, "round": 0}
-    result = await session.execute(stmt, values)
+    result = await core_execute(session, stmt, values)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -319,7 +319,7 @@ async def insert_assignments(session: AsyncSession, rows: Sequence[dict[str, Any
     """:func:`insert_assignment` of several leads in one statement; the leads inserted
     (a lead that has an owner already is skipped, as one by one)."""
     params = [{"routed_owner": None, **values, "status": OPEN, "round": 0} for values in rows]
-    result = await session.execute(_insert_assignments(dialect_name(session)), params)
+    result = await core_execute(session, _insert_assignments(dialect_name(session)), params)
     return set(result.scalars().all())
 
 
@@ -352,14 +352,14 @@ async def change_owner(
 async def close(session: AsyncSession, lead_id: str) -> str | None:
     """The lead is decided (accepted or rejected): open → closed; returns the owner whose
     open leads drop, or None when it was not open."""
-    result = await session.execute(_CLOSE, {"b_lead": lead_id})
+    result = await core_execute(session, _CLOSE, {"b_lead": lead_id})
     owner: str | None = result.scalar_one_or_none()
     return owner
 
 
 async def log(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """History rows, in order (one statement however many)."""
-    await session.execute(_INSERT_LOG, rows[0] if len(rows) == 1 else list(rows))
+    await core_execute(session, _INSERT_LOG, rows[0] if len(rows) == 1 else list(rows))
 
 
 async def history(session: AsyncSession, lead_id: str) -> Sequence[AssignmentLogRow]:
@@ -408,15 +408,16 @@ async def turn_state(
     seen for the first time gets its row (a new member starts at the team's virtual time,
     so it gets no catch-up burst)."""
     params = {"b_team": team_id, "b_members": list(member_ids)}
-    rows = (await session.execute(_TURN[lock], params)).all()
+    rows = (await core_execute(session, _TURN[lock], params)).all()
     if len(rows) < len(set(member_ids)):  # the team's or a member's row is missing
         dialect = dialect_name(session)
-        await session.execute(
-            insert_or_skip(_TEAMS, dialect, "team_id"), {"team_id": team_id, "vtime": 0.0}
+        await core_execute(
+            session, insert_or_skip(_TEAMS, dialect, "team_id"), {"team_id": team_id, "vtime": 0.0}
         )
         # Plain read (no lock): the new members' starting pass only.
-        vtime = (await session.execute(_TEAM_VTIME, {"b_team": team_id})).scalar_one()
-        await session.execute(
+        vtime = (await core_execute(session, _TEAM_VTIME, {"b_team": team_id})).scalar_one()
+        await core_execute(
+            session,
             insert_or_skip(_MEMBERS, dialect, "member_id"),
             [
                 {
@@ -429,7 +430,7 @@ async def turn_state(
                 for m in dict.fromkeys(member_ids)
             ],
         )
-        rows = (await session.execute(_TURN[lock], params)).all()
+        rows = (await core_execute(session, _TURN[lock], params)).all()
     return rows[0].vtime, {
         r.member_id: TurnState(r.virtual_pass, r.open_leads, r.away_from, r.away_to, r.overrides)
         for r in rows
@@ -460,10 +461,10 @@ async def take_turn(
 ) -> int:
     """Record the chosen member's turn (and the team's new virtual time, unless it did not
     move: None); returns their open leads after it."""
-    result = await session.execute(_TAKE_TURN, {"b_member": member_id, "b_pass": new_pass})
+    result = await core_execute(session, _TAKE_TURN, {"b_member": member_id, "b_pass": new_pass})
     open_now = int(result.scalar_one())
     if new_vtime is not None:
-        await session.execute(_SET_VTIME, {"b_team": team_id, "b_vtime": new_vtime})
+        await core_execute(session, _SET_VTIME, {"b_team": team_id, "b_vtime": new_vtime})
     return open_now
 
 
@@ -474,7 +475,8 @@ async def take_turns(
     turns taken (``passes``), each team's last virtual time (``vtimes``, moved teams only).
     The rows end as :func:`take_turn` called once per turn leaves them."""
     if passes:
-        await session.execute(
+        await core_execute(
+            session,
             _TAKE_TURNS,
             [
                 {"b_member": member, "b_pass": new_pass, "b_turns": turns}
@@ -483,13 +485,13 @@ async def take_turns(
         )
     if vtimes:
         teams = [{"b_team": team, "b_vtime": vtime} for team, vtime in sorted(vtimes.items())]
-        await session.execute(_SET_VTIME, teams)
+        await core_execute(session, _SET_VTIME, teams)
 
 
 async def add_open(session: AsyncSession, member_id: str, delta: int) -> int | None:
     """Move a member's open-lead count; returns it, or None for an unknown member (a CRM
     owner routing does not know)."""
-    result = await session.execute(_ADD_OPEN, {"b_member": member_id, "b_delta": delta})
+    result = await core_execute(session, _ADD_OPEN, {"b_member": member_id, "b_delta": delta})
     found = result.scalar_one_or_none()
     return None if found is None else int(found)
 
