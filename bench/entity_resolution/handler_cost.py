@@ -13,7 +13,7 @@ event handler in turn for the others; each N on a fresh database). Figures per e
 - ``statements``: SQL statements per event (a ``before_cursor_execute`` listener).
 
 The first ``--warmup`` events of each type are not counted (imports, statement caches).
-People: ``e2e`` is the shape ``bench/load.py`` posts (same first name and company for
+People: ``e2e`` is the shape ``bench/load.py --companies 1`` posts (same first name and company for
 everyone, so every lead finds a full block of candidates — the case the end-to-end
 benchmark measures), ``varied`` mixes names, companies and countries.
 
@@ -64,7 +64,7 @@ def person(i: int, people: str, rng: random.Random) -> dict[str, Any]:
         "email": f"lead.{i}.{uuid.uuid4().hex[:6]}@example.com",
         "phone": f"+3461{rng.randrange(10**7):07d}",
     }
-    if people == "e2e":  # bench/load.py's lead
+    if people == "e2e":  # bench/load.py --companies 1
         return {
             **contact,
             "first_name": "Load",

@@ -60,7 +60,7 @@ COUNTRIES = ["ES", "PT", "FR", "DE"]
 
 
 def lead(i: int, at: datetime) -> LeadCreated:
-    """bench/load.py's lead, with the attributes the model reads varied."""
+    """bench/load.py's --companies 1 lead, with the attributes the model reads varied."""
     return LeadCreated(
         lead_id=f"L{i:06d}-{uuid.uuid4().hex[:6]}",
         email=f"load.{i}@acme-robotics.example" if i % 7 else f"load.{i}@gmail.com",
