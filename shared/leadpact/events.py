@@ -248,7 +248,10 @@ class CloudEvent(BaseModel, Generic[D]):
         return topic_of_type(self.type)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        # pydantic's own serializer straight to bytes: the same bytes as
+        # ``orjson.dumps(self.model_dump(mode="json"))`` (checked on generated events with
+        # any JSON in ``attributes``/``detail``), without building the dict first (~2x faster).
+        return self.__pydantic_serializer__.to_json(self)
 
 
 class InvalidEvent(ValueError):

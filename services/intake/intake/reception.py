@@ -38,7 +38,9 @@ class Raw:
     id: str = ""
 
     def with_id(self) -> Raw:
-        return self if self.id else Raw(**{**self.__dict__, "id": str(uuid.uuid4())})
+        if self.id:
+            return self
+        return Raw(self.channel, self.content_type, self.body, self.api_key_id, str(uuid.uuid4()))
 
 
 @dataclass(frozen=True)
