@@ -251,6 +251,9 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        # The children of each (route, method, status): ``labels()`` validates and locks on
+        # every call, a few µs per request on intake's hot path; the set is small.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -270,11 +273,19 @@ class RequestMetrics:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             if route != "/metrics":
-                method = scope["method"]
-                self.metrics.http_requests.labels(route, method, str(status)).inc()
-                self.metrics.http_latency.labels(route, method).observe(
-                    time.perf_counter() - started
-                )
+                requests, latency = self._of(route, scope["method"], status)
+                requests.inc()
+                latency.observe(time.perf_counter() - started)
+
+    def _of(self, route: str, method: str, status: int) -> tuple[Any, Any]:
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.metrics.http_requests.labels(route, method, str(status)),
+                self.metrics.http_latency.labels(route, method),
+            )
+        return children
 
 
 class _QuietServer(uvicorn.Server):

@@ -68,3 +68,28 @@ async def test_consumer_lag_is_exposed_and_drains(system_factory: SystemFactory)
         return 'topic="lead.contacted"' in page and lag_of(page, "lead.contacted") == 0
 
     await eventually(drained, 20)
+
+
+def requests_counted(page: str, route: str, method: str, status: int) -> float:
+    labels = f'method="{method}",route="{route}",status="{status}"'
+    for line in page.splitlines():
+        if line.startswith("leadpact_http_requests_total{") and labels in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_every_answered_request_is_counted_by_route_method_and_status(
+    system_factory: SystemFactory,
+) -> None:
+    system = await system_factory(only=["crm-sync"])
+    client = system["crm-sync"]
+    for _ in range(3):
+        await client.get("/v1/customers/lookup", params={"email": "ana@acme.example"})
+    await client.get("/v1/customers/lookup")  # neither email nor phone: 422
+    await client.get("/v1/conflicts", params={"field": "email\x00"})  # refused before routing
+
+    page = (await client.get("/metrics")).text
+
+    assert requests_counted(page, "/v1/customers/lookup", "GET", 200) == 3
+    assert requests_counted(page, "/v1/customers/lookup", "GET", 422) == 1
+    assert requests_counted(page, "unmatched", "GET", 422) == 1
