@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 
 from crm_sync.signatures import signature_header
+from tests.fixtures.asgi import read_body
 from tests.fixtures.system import EmbeddedSystem, SystemFactory
 from tests.fixtures.waiting import eventually
 
@@ -189,12 +190,7 @@ class Target:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         self.requests.append((headers, orjson.loads(body) if body else {}))
         code = self.answers.pop(0) if self.answers else 200

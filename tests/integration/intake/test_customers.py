@@ -18,6 +18,7 @@ import uvicorn
 from intake.customers import CustomerAnswer, CustomerDirectory
 from leadpact.clock import ManualClock
 from leadpact.events import LeadCreated
+from tests.fixtures.asgi import read_body
 from tests.fixtures.system import SystemFactory
 from tests.fixtures.waiting import eventually
 from tests.integration.intake.conftest import IntakeFactory
@@ -43,12 +44,7 @@ class CrmSync:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if (scope["method"], scope["path"]) != ("POST", "/v1/customers/lookups"):
             await self._answer(send, 404, {"detail": "not found"})
             return
@@ -263,7 +259,7 @@ async def test_the_real_crm_sync_answers_each_caller(system_factory: SystemFacto
     assert all(a is not None for a in answers)
     customers = [a.customer and a.customer["lead_ids"] for a in answers if a is not None]
     assert customers == [["L1"], None, ["L1"]]
-    assert flags(answers) == [False, False, False]  # a lead, not (yet) a paying customer
+    assert flags(list(answers)) == [False, False, False]  # a lead, not (yet) a paying customer
 
 
 async def test_a_lead_of_an_existing_customer_is_flagged(

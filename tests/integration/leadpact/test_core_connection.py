@@ -18,7 +18,8 @@ from sqlalchemy.util.concurrency import in_greenlet
 from leadpact.clock import ManualClock
 from leadpact.db import Database, UtcDateTime, core_connection, core_execute, insert_or_skip
 from leadpact.events import LeadActivity
-from leadpact.messaging import MESSAGING, UnitOfWork, inbox, outbox
+from leadpact.messaging import UnitOfWork, inbox, outbox
+from tests.integration.leadpact.conftest import fresh_database
 
 NOW = datetime(2026, 11, 2, 10, tzinfo=UTC)
 
@@ -58,16 +59,8 @@ async def database(
     tmp_path: Path,
     pg_database: Callable[[str], Awaitable[str]],
 ) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'core.db'}"
-    else:
-        url = await pg_database("core")
-    db = Database(url)
-    async with db.engine.begin() as conn:
-        await conn.run_sync(MESSAGING.create_all)
-        await conn.run_sync(Base.metadata.create_all)
-    yield db
-    await db.dispose()
+    async with fresh_database(request.param, tmp_path, pg_database, Base.metadata) as db:
+        yield db
 
 
 async def visits(db: Database) -> list[tuple[Any, ...]]:

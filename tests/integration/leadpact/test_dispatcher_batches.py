@@ -20,9 +20,10 @@ from leadpact.clock import ManualClock
 from leadpact.consumer import EventDispatcher
 from leadpact.db import Database
 from leadpact.events import CloudEvent, LeadActivity, LeadContacted, envelope
-from leadpact.messaging import MESSAGING, UnitOfWork, inbox, outbox
+from leadpact.messaging import UnitOfWork, inbox, outbox
 from leadpact.metrics import ServiceMetrics
 from tests.fixtures.waiting import eventually
+from tests.integration.leadpact.conftest import fresh_database
 
 NOW = datetime(2026, 11, 2, 10, tzinfo=UTC)
 CONSUMER = "leadpact-test"
@@ -81,16 +82,8 @@ async def database(
     tmp_path: Path,
     pg_database: Callable[[str], Awaitable[str]],
 ) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'consumer.db'}"
-    else:
-        url = await pg_database("consumer")
-    db = Database(url)
-    async with db.engine.begin() as conn:
-        await conn.run_sync(MESSAGING.create_all)
-        await conn.run_sync(EFFECTS.create_all)
-    yield db
-    await db.dispose()
+    async with fresh_database(request.param, tmp_path, pg_database, EFFECTS) as db:
+        yield db
 
 
 def consumer_on(db: Database, *extra: Handler, batch: bool = False) -> Consumer:
