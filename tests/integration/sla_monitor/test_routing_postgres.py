@@ -12,9 +12,10 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from leadpact.bus.base import Message
 from leadpact.bus.memory import MemoryBus
@@ -23,7 +24,7 @@ from leadpact.consumer import EventDispatcher
 from leadpact.db import Database
 from leadpact.events import LeadScored, envelope
 from leadpact.messaging import outbox
-from leadpact.service import ServiceContext, create_app, inject
+from leadpact.service import ServiceContext, build_dispatcher, create_app, inject
 from leadpact.settings import Settings
 from sla_monitor import store as deadlines
 from sla_monitor.app import EVENT_HANDLERS, SERVICE
@@ -106,3 +107,38 @@ async def test_two_consumers_assign_each_lead_once(
     assert (members["jonas"].assigned, members["jonas"].open_leads) == (10, 10)
     assert members["nora"].assigned == 0
     assert first_contact == {a.lead_id: a.owner for a in assignments}
+
+
+async def test_a_batch_locks_its_teams_in_one_order_whatever_the_order_of_its_leads(
+    pg_database: Callable[[str], Awaitable[str]],
+) -> None:
+    """Two partitions' batches over the same teams must lock them in the same order, or they
+    deadlock (PostgreSQL's 1 s timeout, then the batch goes one by one)."""
+    url = await pg_database("sla_monitor")
+    clock = ManualClock()
+    settings = Settings(
+        database_url=url, contract_path=CONTRACT, relay_poll_seconds=3600, log_json=False
+    )
+    app = create_app(SERVICE, settings, clock=clock, bus=MemoryBus())
+    locked: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FOR UPDATE" in statement and "routing_teams" in statement:
+            locked.extend(p for p in ("enterprise", "smb") if p in repr(parameters))
+
+    async with app.router.lifespan_context(app):
+        ctx = app.state.ctx
+        event.listen(ctx.db.engine.sync_engine, "before_cursor_execute", record)
+        leads = [
+            LeadScored(  # below the "hot" rule: the fallback team, smb
+                lead_id=str(uuid.uuid4()), points=60, probability=0.5, tier="mql",
+                scored_at=clock.now(),
+            ),
+            LeadScored(  # the "hot" rule: enterprise
+                lead_id=str(uuid.uuid4()), points=80, probability=0.95, tier="mql",
+                scored_at=clock.now(),
+            ),
+        ]  # fmt: skip
+        await build_dispatcher(SERVICE, ctx).handle_batch([message(d, clock) for d in leads])
+
+    assert list(dict.fromkeys(locked)) == ["enterprise", "smb"]  # first lock of each

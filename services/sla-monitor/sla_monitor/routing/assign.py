@@ -251,6 +251,20 @@ class AssignedMeanwhile(RuntimeError):
     consumer): the run cannot stand as decided; its batch is handled again one by one."""
 
 
+async def _lock_in_order(book: TurnBook, routing: Routing, leads: Sequence[NewMql]) -> None:
+    """Read (and lock) every team the run may take a turn in, by team id, before any turn.
+
+    Locked on first use, in the order of a batch's leads, two partitions' batches spanning
+    the same teams took them in opposite orders and deadlocked (PostgreSQL breaks that only
+    after ``deadlock_timeout``, 1 s, and the batch then went one by one: seconds of arming
+    lag under load). The fallback team is included: any turn may end up there."""
+    teams = {choose_team(routing, lead.facts)[0] for lead in leads} | {routing.fallback_team}
+    for team_id in sorted(teams):
+        team = routing.team(team_id)
+        if team is not None:
+            await book.read(team)
+
+
 async def assign_run(
     uow: UnitOfWork,
     routing: Routing,
@@ -264,6 +278,7 @@ async def assign_run(
     owners, turns, rows and events, with each team's round-robin state read once and one
     statement per table for the writes."""
     book = TurnBook(uow)
+    await _lock_in_order(book, routing, leads)
     changes: list[OwnerChange] = []
     for lead in leads:
         team_id, rule = choose_team(routing, lead.facts)
