@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, pool, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
@@ -45,6 +45,20 @@ async def upgrade_async(database_url: str, script_location: Path) -> None:
     await asyncio.to_thread(upgrade, database_url, script_location)
 
 
+def _made_on(dialect: str) -> Callable[..., bool]:
+    """Alembic's ``include_object``: compare only what the models create on ``dialect``. An
+    index made on one dialect only (``Index(...).ddl_if(dialect="postgresql")``, e.g.
+    crm-sync's partial index of live customers) is not missing on another. SQLAlchemy keeps
+    the condition in the private ``_ddl_if``; without it, everything is compared."""
+
+    def include_object(obj: object, *_: object) -> bool:
+        made_if = getattr(obj, "_ddl_if", None)
+        only_on = getattr(made_if, "dialect", None)
+        return only_on is None or only_on == dialect
+
+    return include_object
+
+
 def run_env(target_metadata: Sequence[MetaData]) -> None:
     """Body of every service's ``env.py``: offline SQL or an online async upgrade."""
     url = context.config.get_main_option("sqlalchemy.url")
@@ -52,6 +66,7 @@ def run_env(target_metadata: Sequence[MetaData]) -> None:
     opts: dict[str, Any] = {
         "target_metadata": list(target_metadata),
         "render_as_batch": url.startswith("sqlite"),
+        "include_object": _made_on(make_url(url).get_backend_name()),
     }
     if context.is_offline_mode():
         context.configure(url=url, literal_binds=True, **opts)
