@@ -94,34 +94,50 @@ class EventDispatcher:
         :meth:`__call__` one by one (which retries, waits out an outage, dead-letters and
         counts). Metrics count only the events of a committed batch, and a failed batch
         once in ``leadpact_event_batches_failed_total`` (how often batching gives up)."""
-        if not msgs:
+        await self.handle_round([msgs])
+
+    async def handle_round(self, batches: Sequence[Sequence[Message]]) -> None:
+        """:meth:`handle_batch` for what a fetch round brought from several partitions
+        (one batch each), all in one transaction: one claim, each batch in turn, one
+        commit. A transaction per partition cost each its own begin, claim, outbox insert
+        and commit, and a consumer's concurrent transactions waited on each other's row
+        locks (sla-monitor's routing teams). All or nothing like :meth:`handle_batch`;
+        the bus then hands each partition's batch to it apart."""
+        batches = [msgs for msgs in batches if msgs]
+        if not batches:
             return
         try:
-            await self._handle_batch(msgs)
+            await self._handle_round(batches)
         except asyncio.CancelledError:
             raise
         except Exception:
-            self._metrics.event_batches_failed.labels(msgs[0].topic).inc()
+            for topic in dict.fromkeys(msgs[0].topic for msgs in batches):
+                self._metrics.event_batches_failed.labels(topic).inc()
             raise
 
-    async def _handle_batch(self, msgs: Sequence[Message]) -> None:
-        work = [(msg, *self._decode(msg)) for msg in msgs]
+    async def _handle_round(self, batches: Sequence[Sequence[Message]]) -> None:
+        work = [[(msg, *self._decode(msg)) for msg in msgs] for msgs in batches]
         async with self._uow() as uow:
-            # One claim statement for the batch; an id twice in it is handled once.
-            to_handle = await uow.claim_all(self.consumer, [event.id for _, event, _ in work])
-            fresh: list[tuple[Message, CloudEvent[Any], EventHandler]] = []
+            # One claim statement for the round; an id twice in it is handled once.
+            to_handle = await uow.claim_all(
+                self.consumer, [event.id for batch in work for _, event, _ in batch]
+            )
+            done: list[tuple[str, float]] = []
             duplicates: list[str] = []
-            for msg, event, handler in work:
-                if event.id in to_handle:
-                    to_handle.discard(event.id)
-                    fresh.append((msg, event, handler))
+            for batch in work:
+                fresh: list[tuple[Message, CloudEvent[Any], EventHandler]] = []
+                for msg, event, handler in batch:
+                    if event.id in to_handle:
+                        to_handle.discard(event.id)
+                        fresh.append((msg, event, handler))
+                    else:
+                        duplicates.append(msg.topic)
+                batch_handler = self._batch_handlers.get(batch[0][0].topic)
+                if batch_handler is not None and len(fresh) > 1:
+                    done += await self._run_together(batch_handler, fresh, uow)
+                    _as_in_a_session_of_its_own(uow)
                 else:
-                    duplicates.append(msg.topic)
-            batch_handler = self._batch_handlers.get(msgs[0].topic)
-            if batch_handler is not None and len(fresh) > 1:
-                done = await self._run_together(batch_handler, fresh, uow)
-            else:
-                done = await self._run_in_turn(fresh, uow)
+                    done += await self._run_in_turn(fresh, uow)
             done += [(topic, 0.0) for topic in duplicates]  # consumed, as __call__ counts them
             committing = time.perf_counter()
             await uow.commit()
@@ -137,18 +153,14 @@ class EventDispatcher:
     ) -> list[tuple[str, float]]:
         """Each event through its own handler, as if in a session of its own; returns each
         event's topic and handling time."""
-        session = uow.session
         done: list[tuple[str, float]] = []
         for msg, event, handler in fresh:
             started = time.perf_counter()
             uow.partition = msg.partition
             with structlog.contextvars.bound_contextvars(event_id=event.id, lead_id=event.subject):
                 await handler(event, uow, self._clock)
-            # The next handler starts as in a session of its own (same transaction): no
-            # ORM object or session cache left from this event.
             await uow.flush()
-            session.expunge_all()
-            session.info.clear()
+            _as_in_a_session_of_its_own(uow)
             done.append((msg.topic, time.perf_counter() - started))
         return done
 
@@ -213,6 +225,13 @@ class EventDispatcher:
                 return
             await handler(event, uow, self._clock)
             await uow.commit()
+
+
+def _as_in_a_session_of_its_own(uow: UnitOfWork) -> None:
+    """After a flush: the next handler starts as in a session of its own (same
+    transaction), with no ORM object or session note left from the one before."""
+    uow.session.expunge_all()
+    uow.session.info.clear()
 
 
 def _is_storage_outage(exc: BaseException) -> bool:

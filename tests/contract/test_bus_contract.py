@@ -256,6 +256,22 @@ class BatchCollector(Collector):
         self.seen.extend(msgs)
 
 
+class RoundCollector(BatchCollector):
+    """:class:`BatchCollector` that also takes a fetch round of several partitions at once,
+    all or nothing like the event dispatcher (a bus may or may not hand rounds over)."""
+
+    def __init__(self, poison: bytes | None = None) -> None:
+        super().__init__(poison)
+        self.rounds: list[list[list[bytes]]] = []
+
+    async def handle_round(self, batches: Sequence[Sequence[Message]]) -> None:
+        self.rounds.append([[m.value for m in msgs] for msgs in batches])
+        if any(m.value == self.poison for msgs in batches for m in msgs):
+            raise RuntimeError("a poison message in the round")
+        for msgs in batches:
+            self.seen.extend(msgs)
+
+
 def numbered(count: int) -> list[bytes]:
     return [b"m:%d" % i for i in range(count)]
 
@@ -358,3 +374,52 @@ async def test_a_dead_letter_topic_is_listed_and_replayed_once(tansu: Any) -> No
         assert await replay(tansu.bootstrap, topic, enable_idempotence=False) == 0
     finally:
         await kafka.stop()
+
+
+def by_key(messages: Sequence[Message]) -> dict[str, list[bytes]]:
+    found: dict[str, list[bytes]] = {}
+    for m in messages:
+        found.setdefault(m.key, []).append(m.value)
+    return found
+
+
+async def test_what_several_partitions_have_ready_is_handled_once_each_in_order(
+    bus: EventBus,
+) -> None:
+    """Kafka hands a fetch round of several partitions to ``handle_round`` (one
+    transaction for the dispatcher); the memory bus hands each partition's batch apart.
+    Either way: every message once, each key's in order, every offset committed."""
+    topic, group, got = name("t"), name("g"), RoundCollector()
+    sent = [(topic, f"lead-{n % 9}", b"m:%d" % n) for n in range(36)]
+    await bus.publish_batch(sent)
+    member = await bus.subscribe(group, [topic], got)
+    await eventually(lambda: len(got.seen) == len(sent), 20)
+    assert by_key(got.seen) == by_key([Message(t, k, v, 0, 0) for t, k, v in sent])
+    if bus.__class__.__name__ == "KafkaBus":
+        assert any(len(batches) > 1 for batches in got.rounds)
+    await eventually(lambda: sum(member.lag().values()) == 0, 20)
+
+    await member.stop()  # every partition's offset is committed: nothing comes again
+    after = Collector()
+    await bus.subscribe(group, [topic], after)
+    await bus.publish(topic, "lead-1", b"after")
+    await eventually(lambda: after.values() == [b"after"], 30)
+
+
+async def test_a_poison_message_in_a_round_is_isolated_and_the_others_handled_once(
+    bus: EventBus,
+) -> None:
+    topic, group, dead = name("t"), name("g"), Collector()
+    got = RoundCollector(poison=b"m:13")
+    sent = [(topic, f"lead-{n % 9}", b"m:%d" % n) for n in range(36)]
+    await bus.publish_batch(sent)
+    member = await bus.subscribe(group, [topic], got)
+    await bus.subscribe(name("g"), [topic + ".dlq"], dead)
+    await eventually(lambda: len(got.seen) == len(sent) - 1 and len(dead.seen) == 1, 20)
+    fine = [(t, k, v) for t, k, v in sent if v != b"m:13"]
+    assert by_key(got.seen) == by_key([Message(t, k, v, 0, 0) for t, k, v in fine])
+    assert dead.seen[0].value == b"m:13"
+    if bus.__class__.__name__ == "KafkaBus":
+        assert any(b"m:13" in batch for batches in got.rounds for batch in batches)
+    await eventually(lambda: sum(member.lag().values()) == 0, 20)
+    assert len(got.seen) == len(sent) - 1

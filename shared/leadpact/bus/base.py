@@ -48,6 +48,14 @@ class BatchHandler(Protocol):
     async def handle_batch(self, msgs: Sequence[Message]) -> None: ...
 
 
+class RoundHandler(BatchHandler, Protocol):
+    """A batch handler that can also take what one fetch brought from several partitions
+    (one batch of consecutive messages each) at once: ``handle_round``, all or nothing
+    like ``handle_batch``; when it raises, the bus hands each batch to ``handle_batch``."""
+
+    async def handle_round(self, batches: Sequence[Sequence[Message]]) -> None: ...
+
+
 class DeadLetter(Exception):
     """Raised by a handler for a message that can never succeed (invalid, poison):
     the bus moves it to the dead-letter topic at once instead of retrying."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -145,9 +145,7 @@ class KafkaSubscription:
                 await self._check_positions()
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=500)
                 try:
-                    await asyncio.gather(
-                        *(self._partition(tp, recs) for tp, recs in batches.items())
-                    )
+                    await self._round(batches)
                 finally:
                     if not self._stopping():
                         await self._commit_handled()
@@ -162,12 +160,35 @@ class KafkaSubscription:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def _partition(self, tp: TopicPartition, records: list[Any]) -> None:
-        """Handle one partition's records in order, in batches of at most ``batch_max``
-        (:func:`deliver_batch`), committing the offset after each handled batch."""
-        if records:
-            self._next.setdefault((tp.topic, tp.partition), records[0].offset)
-        msgs = [
+    async def _round(self, batches: Mapping[TopicPartition, list[Any]]) -> None:
+        """Handle what one fetch brought: with a :class:`RoundHandler` and records of
+        several partitions (none beyond ``batch_max``), every partition's records in one
+        ``handle_round`` call; otherwise, or when that raises, each partition apart
+        (:meth:`_partition`), concurrently."""
+        fetched = {tp: self._messages(tp, records) for tp, records in batches.items() if records}
+        handle_round = getattr(self.handler, "handle_round", None)
+        fits = all(len(msgs) <= self.bus.batch_max for msgs in fetched.values())
+        if handle_round is not None and len(fetched) > 1 and fits:
+            try:
+                await handle_round(list(fetched.values()))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure: partition by partition
+                log.warning(
+                    "round failed, handling its partitions apart",
+                    group=self.group,
+                    partitions=len(fetched),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            else:
+                for msgs in fetched.values():
+                    self._delivered(msgs[-1])
+                return
+        await asyncio.gather(*(self._partition(msgs) for msgs in fetched.values()))
+
+    def _messages(self, tp: TopicPartition, records: list[Any]) -> list[Message]:
+        self._next.setdefault((tp.topic, tp.partition), records[0].offset)
+        return [
             Message(
                 topic=record.topic,
                 key=(record.key or b"").decode(errors="replace"),
@@ -179,14 +200,21 @@ class KafkaSubscription:
             for record in records
         ]
 
+    def _delivered(self, msg: Message) -> None:
+        key = (msg.topic, msg.partition)
+        # A partition revoked since this record was fetched (see _fence) is not committed:
+        # whoever owns it now resumes from the offset committed before, and the inbox makes
+        # the second delivery harmless.
+        if key not in self._fenced:
+            self._handled[key] = msg.offset + 1
+        self._next[key] = msg.offset + 1
+
+    async def _partition(self, msgs: list[Message]) -> None:
+        """Handle one partition's messages in order, in batches of at most ``batch_max``
+        (:func:`deliver_batch`), noting the offset after each handled batch."""
+
         async def delivered(msg: Message) -> None:
-            key = (tp.topic, tp.partition)
-            # A partition revoked since this record was fetched (see _fence) is not
-            # committed: whoever owns it now resumes from the offset committed before, and
-            # the inbox makes the second delivery harmless.
-            if key not in self._fenced:
-                self._handled[key] = msg.offset + 1
-            self._next[key] = msg.offset + 1
+            self._delivered(msg)
 
         size = self.bus.batch_max
         for start in range(0, len(msgs), size):

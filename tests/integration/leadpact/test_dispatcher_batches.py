@@ -304,6 +304,51 @@ async def test_a_failing_batch_handler_falls_back_to_each_event_through_the_bus(
         await bus.stop()
 
 
+async def test_a_round_of_several_partitions_is_one_transaction_each_batch_in_its_partition(
+    database: Database,
+) -> None:
+    consumer = consumer_on(database)
+    first = [contacted(f"lead-{n}") for n in range(3)]
+    second = [contacted(f"lead-{n}") for n in range(3, 5)]
+    await consumer.dispatcher.handle_round([messages(first, 1), messages(second, 4)])
+
+    assert await consumer.effect_ids() == [e.id for e in first + second]
+    assert await consumer.count(inbox) == 5
+    assert await consumer.count(outbox) == 5
+    assert len(consumer.commits) == 1
+    assert consumer.counted("leadpact_events_consumed_total") == 5
+    assert consumer.seen_in_session == [(0, {}, 1)] * 3 + [(0, {}, 4)] * 2
+
+
+async def test_a_round_gives_each_partition_its_own_batch_handler_call(
+    database: Database,
+) -> None:
+    consumer = consumer_on(database, batch=True)
+    first = [contacted(f"lead-{n}") for n in range(3)]
+    second = [contacted(f"lead-{n}") for n in range(3, 5)]
+    await consumer.dispatcher.handle_round([messages(first, 1), messages(second, 4)])
+
+    assert consumer.batch_calls == [[e.id for e in first], [e.id for e in second]]
+    assert len(consumer.commits) == 1
+    async with database.engine.connect() as conn:
+        rows = (await conn.execute(select(effects.c.event_id, effects.c.partition))).all()
+    assert sorted(rows) == sorted([(e.id, 1) for e in first] + [(e.id, 4) for e in second])
+
+
+async def test_a_failing_event_leaves_no_trace_of_its_round(database: Database) -> None:
+    consumer = consumer_on(database)
+    fine = messages([contacted("lead-1"), contacted("lead-2")], 1)
+    poisoned = messages([contacted("lead-3"), contacted("poison")], 4)
+    with pytest.raises(RuntimeError, match="cannot be handled"):
+        await consumer.dispatcher.handle_round([fine, poisoned])
+
+    assert await consumer.effect_ids() == []
+    assert await consumer.count(inbox) == 0
+    assert await consumer.count(outbox) == 0
+    assert consumer.counted("leadpact_events_consumed_total") == 0
+    assert consumer.counted("leadpact_event_batches_failed_total") == 1
+
+
 def test_a_batch_handler_needs_an_event_handler_for_its_topic() -> None:
     async def nothing(events: Sequence[CloudEvent[Any]], uow: UnitOfWork, clock: Any) -> None:
         return None
