@@ -7,12 +7,12 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Self
 
 import structlog
-from sqlalchemy import DateTime, Table, event, exc, pool, text
+from sqlalchemy import DateTime, Table, bindparam, event, exc, func, insert, pool, select, text
 from sqlalchemy.dialects import postgresql, registry, sqlite
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL, Connection, CursorResult, Dialect, make_url
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
@@ -384,6 +385,45 @@ class CoreConnection:
     async def scalar(self, statement: Executable, parameters: Parameters = None) -> Any:
         """The first column of the first row, None when there is no row."""
         return (await self.execute(statement, parameters)).scalar()
+
+    async def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` (each with the same keys) into ``table``, in order.
+
+        On PostgreSQL several rows go as one ``INSERT … SELECT … FROM unnest(…)``, a bound
+        array per column: one statement whose shape depends only on the columns, where an
+        executemany sends a bind and an execute per row, each a separate execution for the
+        server (crm-sync's attributes, ~6 rows a lead: 49 µs of PostgreSQL time per row).
+        Elsewhere, and when a column left out has a Python-side default (which an
+        ``INSERT … SELECT`` would not apply), an executemany."""
+        if not rows:
+            return
+        columns = tuple(rows[0])
+        statement = None
+        if self.dialect.name == "postgresql" and len(rows) > 1:
+            statement = _unnest_insert(table, columns)
+        if statement is None or any(len(row) != len(columns) for row in rows):
+            await self.execute(insert(table), list(rows))
+            return
+        await self.execute(statement, {name: [row[name] for row in rows] for name in columns})
+
+
+_ROW_NUMBER = "leadpact_row_number"
+
+
+@lru_cache(maxsize=256)
+def _unnest_insert(table: Table, columns: tuple[str, ...]) -> Insert | None:
+    """``INSERT INTO table (columns) SELECT … FROM unnest(:c1, :c2, …) WITH ORDINALITY``
+    in array order (PostgreSQL); None when a column left out has a Python-side default."""
+    if any(c.default is not None and c.name not in columns for c in table.columns):
+        return None
+    arrays = [bindparam(name, type_=postgresql.ARRAY(table.c[name].type)) for name in columns]
+    given = (
+        func.unnest(*arrays)
+        .table_valued(*columns, with_ordinality=_ROW_NUMBER)
+        .render_derived(name="given")
+    )
+    rows = select(*(given.c[name] for name in columns)).order_by(given.c[_ROW_NUMBER])
+    return insert(table).from_select(list(columns), rows)
 
 
 class Session(AsyncSession):

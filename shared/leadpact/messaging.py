@@ -70,9 +70,6 @@ _CLAIM = {
 }
 
 
-_ADD_TO_OUTBOX = outbox.insert()
-
-
 class UnitOfWork:
     """One database transaction plus the events it will publish once committed."""
 
@@ -160,8 +157,8 @@ class UnitOfWork:
         # batch may commit more than once); ``emitted`` keeps every event for callers.
         fresh = [e for e in self.emitted if e.id not in self._written]
         if fresh:
-            await (await self.connection()).execute(
-                _ADD_TO_OUTBOX,
+            await (await self.connection()).insert_rows(
+                outbox,
                 [
                     {
                         "event_id": e.id,

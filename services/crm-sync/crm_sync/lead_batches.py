@@ -38,7 +38,7 @@ from crm_sync.records import (
     timeline_row,
 )
 from leadpact.clock import Clock
-from leadpact.db import core_execute
+from leadpact.db import core_connection
 from leadpact.events import CloudEvent, LeadCreated
 from leadpact.messaging import UnitOfWork
 
@@ -279,14 +279,14 @@ def _candidate_row(customer: store.Customer) -> store.CandidateRow:
 
 async def _write(session: Any, writes: Writes) -> None:
     """One insert per table (customers first: the others point at them)."""
-    for statement, rows in (
-        (store.INSERT_CUSTOMERS, writes.customers),
-        (store.INSERT_LEAD_LINKS, writes.links),
-        (store.INSERT_CONFLICTS, writes.conflicts),
-        (store.INSERT_MATCH_KEYS, writes.keys),
-        (store.INSERT_ATTRIBUTES, writes.attributes),
-        (store.INSERT_REVIEW, writes.reviews),
-        (store.INSERT_TIMELINE, writes.timeline),
+    connection = await core_connection(session)
+    for table, rows in (
+        ("customers", writes.customers),
+        ("customer_leads", writes.links),
+        ("conflicts", writes.conflicts),
+        ("match_keys", writes.keys),
+        ("customer_attributes", writes.attributes),
+        ("reviews", writes.reviews),
+        ("timeline", writes.timeline),
     ):
-        if rows:
-            await core_execute(session, statement, rows)
+        await connection.insert_rows(store.TABLES[table], rows)

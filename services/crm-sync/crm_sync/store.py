@@ -382,7 +382,8 @@ _KNOWN = union_all(
 
 # What the matcher reads of a candidate: plain rows, not ORM objects (loading ~50 customers
 # into the identity map per lead was the largest single cost of a lead).
-_TABLES = Base.metadata.tables
+TABLES = Base.metadata.tables
+_TABLES = TABLES
 _customers = _TABLES["customers"]
 _attributes = _TABLES["customer_attributes"]
 _source_records = _TABLES["source_records"]

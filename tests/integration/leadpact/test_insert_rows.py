@@ -1,0 +1,105 @@
+"""``CoreConnection.insert_rows``: many rows in one statement of one shape on PostgreSQL
+(an ``unnest`` of a bound array per column), an executemany elsewhere; the same rows, in
+the same order, either way."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    event,
+    select,
+)
+
+from leadpact.db import Database, UtcDateTime, core_connection
+from tests.integration.leadpact.conftest import fresh_database
+
+AT = datetime(2026, 11, 2, 9, tzinfo=UTC)
+ROWS = MetaData()
+notes = Table(
+    "notes",
+    ROWS,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("lead_id", String(36), nullable=False),
+    Column("body", LargeBinary),
+    Column("seen", Boolean, nullable=False),
+    Column("at", UtcDateTime),
+    Column("source", String(16), nullable=False, default="form"),
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    pg_database: Callable[[str], Awaitable[str]],
+) -> AsyncIterator[Database]:
+    async with fresh_database(request.param, tmp_path, pg_database, ROWS) as db:
+        yield db
+
+
+def note(n: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "lead_id": f"lead-{n}",
+        "body": None if n % 3 == 0 else b"\x00\xffbytes %d" % n,
+        "seen": n % 2 == 0,
+        "at": None if n % 4 == 0 else AT + timedelta(seconds=n),
+        **extra,
+    }
+
+
+async def insert(database: Database, rows: list[dict[str, Any]]) -> list[str]:
+    """Insert ``rows`` in one transaction; the SQL statements that took."""
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, sql: str, *rest: Any) -> None:
+        statements.append(sql)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with database.session() as session, session.begin():
+            await (await core_connection(session)).insert_rows(notes, rows)
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", seen)
+    return statements
+
+
+async def stored(database: Database) -> list[dict[str, Any]]:
+    async with database.engine.connect() as conn:
+        rows = await conn.execute(select(notes).order_by(notes.c.id))
+        return [dict(row._mapping) for row in rows]
+
+
+async def test_many_rows_arrive_whole_and_in_order(database: Database) -> None:
+    rows = [note(n, source="meta") for n in range(40)]
+    statements = await insert(database, rows)
+
+    got = await stored(database)
+    assert [{k: v for k, v in row.items() if k != "id"} for row in got] == rows
+    if database.engine.dialect.name == "postgresql":
+        assert len(statements) == 1
+        assert "unnest" in statements[0]
+
+
+async def test_a_column_left_out_still_gets_its_python_default(database: Database) -> None:
+    await insert(database, [note(1), note(2)])
+
+    assert [row["source"] for row in await stored(database)] == ["form", "form"]
+
+
+async def test_one_row_and_no_rows(database: Database) -> None:
+    assert await insert(database, []) == []
+    await insert(database, [note(7, source="api")])
+
+    assert [row["lead_id"] for row in await stored(database)] == ["lead-7"]
