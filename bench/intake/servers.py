@@ -9,6 +9,8 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from leadpact.service import PROCESS_HTTP
+
 
 def echo_app() -> FastAPI:
     """A bare FastAPI endpoint that parses the JSON body and sends it back: the ceiling of
@@ -31,7 +33,16 @@ def intake_app() -> FastAPI:
 
 def main(kind: str, port: int) -> None:
     app = intake_app() if kind == "intake" else echo_app()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # The deployed intake's server settings (leadpact.service.serve), for both servers.
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http=PROCESS_HTTP,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -402,12 +402,17 @@ class CoreConnection:
         if self.dialect.name == "postgresql" and len(rows) > 1:
             statement = _unnest_insert(table, columns)
         if statement is None or any(len(row) != len(columns) for row in rows):
-            await self.execute(insert(table), list(rows))
+            await self.execute(_plain_insert(table), list(rows))
             return
         await self.execute(statement, {name: [row[name] for row in rows] for name in columns})
 
 
 _ROW_NUMBER = "leadpact_row_number"
+
+
+@cache
+def _plain_insert(table: Table) -> Insert:
+    return insert(table)  # built once: a statement's construction is a visible share
 
 
 @lru_cache(maxsize=256)
