@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from sqlalchemy import MetaData
 
 from leadpact.db import Database
@@ -31,3 +32,15 @@ async def fresh_database(
         yield db
     finally:
         await db.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    pg_database: Callable[[str], Awaitable[str]],
+) -> AsyncIterator[Database]:
+    """:func:`fresh_database` of each dialect in turn, with the test module's ``TABLES``."""
+    tables: tuple[MetaData, ...] = getattr(request.module, "TABLES", ())
+    async with fresh_database(request.param, tmp_path, pg_database, *tables) as db:
+        yield db

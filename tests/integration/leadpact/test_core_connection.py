@@ -5,9 +5,7 @@ the same flush of pending ORM objects first. Real SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +17,6 @@ from leadpact.clock import ManualClock
 from leadpact.db import Database, UtcDateTime, core_connection, core_execute, insert_or_skip
 from leadpact.events import LeadActivity
 from leadpact.messaging import UnitOfWork, inbox, outbox
-from tests.integration.leadpact.conftest import fresh_database
 
 NOW = datetime(2026, 11, 2, 10, tzinfo=UTC)
 
@@ -53,14 +50,7 @@ def visit(lead_id: str, pages: int = 1) -> dict[str, Any]:
     return {"lead_id": lead_id, "pages": pages, "at": NOW + timedelta(minutes=pages)}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    pg_database: Callable[[str], Awaitable[str]],
-) -> AsyncIterator[Database]:
-    async with fresh_database(request.param, tmp_path, pg_database, Base.metadata) as db:
-        yield db
+TABLES = (Base.metadata,)  # the conftest's `database` of each dialect creates them
 
 
 async def visits(db: Database) -> list[tuple[Any, ...]]:

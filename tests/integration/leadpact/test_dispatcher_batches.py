@@ -4,10 +4,9 @@ PostgreSQL, the real memory bus."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ from leadpact.events import CloudEvent, LeadActivity, LeadContacted, envelope
 from leadpact.messaging import UnitOfWork, inbox, outbox
 from leadpact.metrics import ServiceMetrics
 from tests.fixtures.waiting import eventually
-from tests.integration.leadpact.conftest import fresh_database
 
 NOW = datetime(2026, 11, 2, 10, tzinfo=UTC)
 CONSUMER = "leadpact-test"
@@ -76,14 +74,7 @@ class Consumer:
 Handler = Callable[[CloudEvent[Any], UnitOfWork, ManualClock], Awaitable[None]]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    pg_database: Callable[[str], Awaitable[str]],
-) -> AsyncIterator[Database]:
-    async with fresh_database(request.param, tmp_path, pg_database, EFFECTS) as db:
-        yield db
+TABLES = (EFFECTS,)  # the conftest's `database` of each dialect creates them
 
 
 def consumer_on(db: Database, *extra: Handler, batch: bool = False) -> Consumer:

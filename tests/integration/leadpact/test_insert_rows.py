@@ -4,12 +4,9 @@ the same order, either way."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import (
     Boolean,
     Column,
@@ -23,7 +20,6 @@ from sqlalchemy import (
 )
 
 from leadpact.db import Database, UtcDateTime, core_connection
-from tests.integration.leadpact.conftest import fresh_database
 
 AT = datetime(2026, 11, 2, 9, tzinfo=UTC)
 ROWS = MetaData()
@@ -39,14 +35,7 @@ notes = Table(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    pg_database: Callable[[str], Awaitable[str]],
-) -> AsyncIterator[Database]:
-    async with fresh_database(request.param, tmp_path, pg_database, ROWS) as db:
-        yield db
+TABLES = (ROWS,)  # the conftest's `database` of each dialect creates them
 
 
 def note(n: int, **extra: Any) -> dict[str, Any]:
