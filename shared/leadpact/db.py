@@ -398,10 +398,13 @@ class CoreConnection:
         if not rows:
             return
         columns = tuple(rows[0])
+        if any(row.keys() != rows[0].keys() for row in rows):
+            # An executemany would take the first row's columns and drop the others' extras.
+            raise ValueError(f"rows for {table.name} differ in their columns")
         statement = None
         if self.dialect.name == "postgresql" and len(rows) > 1:
             statement = _unnest_insert(table, columns)
-        if statement is None or any(len(row) != len(columns) for row in rows):
+        if statement is None:
             await self.execute(_plain_insert(table), list(rows))
             return
         await self.execute(statement, {name: [row[name] for row in rows] for name in columns})

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import (
     Boolean,
     Column,
@@ -92,3 +93,10 @@ async def test_one_row_and_no_rows(database: Database) -> None:
     await insert(database, [note(7, source="api")])
 
     assert [row["lead_id"] for row in await stored(database)] == ["lead-7"]
+
+
+async def test_rows_that_differ_in_their_columns_are_refused(database: Database) -> None:
+    with pytest.raises(ValueError, match="notes differ in their columns"):
+        await insert(database, [note(1), note(2, source="api"), note(3)])
+
+    assert await stored(database) == []
