@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.sql import Executable
-from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
@@ -386,40 +385,70 @@ class CoreConnection:
         """The first column of the first row, None when there is no row."""
         return (await self.execute(statement, parameters)).scalar()
 
-    async def insert_rows(self, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert ``rows`` (each with the same keys) into ``table``, in order.
+    async def insert_rows(
+        self,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        skip_conflicts_on: tuple[str, ...] | None = None,
+        returning: tuple[str, ...] = (),
+    ) -> Rows | None:
+        """Insert ``rows`` (each with the same keys) into ``table``, in order; with
+        ``skip_conflicts_on`` (a unique key's columns, ``()`` for any), ``ON CONFLICT DO
+        NOTHING``; with ``returning``, those columns of the rows inserted (else None).
 
         On PostgreSQL several rows go as one ``INSERT … SELECT … FROM unnest(…)``, a bound
-        array per column: one statement whose shape depends only on the columns, where an
-        executemany sends a bind and an execute per row, each a separate execution for the
-        server (crm-sync's attributes, ~6 rows a lead: 49 µs of PostgreSQL time per row).
-        Elsewhere, and when a column left out has a Python-side default (which an
-        ``INSERT … SELECT`` would not apply), an executemany."""
+        array per column: one statement whose shape depends only on the columns. An
+        executemany sent a bind and an execute per row (crm-sync's attributes: 49 µs of
+        PostgreSQL time each), and with ``RETURNING`` it becomes one multi-row ``VALUES``
+        whose text changes with the row count, so each count was parsed and prepared again
+        (sla-monitor's deadlines: 1.2-1.6 ms a parse). Elsewhere, and when a column left out
+        has a Python-side default (which an ``INSERT … SELECT`` would not apply), an
+        executemany."""
         if not rows:
-            return
+            return None
         columns = tuple(rows[0])
         if any(row.keys() != rows[0].keys() for row in rows):
             # An executemany would take the first row's columns and drop the others' extras.
             raise ValueError(f"rows for {table.name} differ in their columns")
         statement = None
         if self.dialect.name == "postgresql" and len(rows) > 1:
-            statement = _unnest_insert(table, columns)
+            statement = _unnest_insert(table, columns, skip_conflicts_on, returning)
         if statement is None:
-            await self.execute(_plain_insert(table), list(rows))
-            return
-        await self.execute(statement, {name: [row[name] for row in rows] for name in columns})
+            plain = _plain_insert(table, self.dialect.name, skip_conflicts_on, returning)
+            result = await self.execute(plain, list(rows))
+        else:
+            arrays = {name: [row[name] for row in rows] for name in columns}
+            result = await self.execute(statement, arrays)
+        return result if returning else None
 
 
 _ROW_NUMBER = "leadpact_row_number"
 
 
 @cache
-def _plain_insert(table: Table) -> Insert:
-    return insert(table)  # built once: a statement's construction is a visible share
+def _plain_insert(
+    table: Table,
+    dialect: str,
+    skip_conflicts_on: tuple[str, ...] | None,
+    returning: tuple[str, ...],
+) -> Any:
+    """The insert of :meth:`CoreConnection.insert_rows` run as an executemany, built once."""
+    statement = (
+        insert(table)
+        if skip_conflicts_on is None
+        else insert_or_skip(table, dialect, *skip_conflicts_on)
+    )
+    return statement.returning(*(table.c[name] for name in returning)) if returning else statement
 
 
 @lru_cache(maxsize=256)
-def _unnest_insert(table: Table, columns: tuple[str, ...]) -> Insert | None:
+def _unnest_insert(
+    table: Table,
+    columns: tuple[str, ...],
+    skip_conflicts_on: tuple[str, ...] | None,
+    returning: tuple[str, ...],
+) -> Any:
     """``INSERT INTO table (columns) SELECT … FROM unnest(:c1, :c2, …) WITH ORDINALITY``
     in array order (PostgreSQL); None when a column left out has a Python-side default."""
     if any(c.default is not None and c.name not in columns for c in table.columns):
@@ -431,7 +460,10 @@ def _unnest_insert(table: Table, columns: tuple[str, ...]) -> Insert | None:
         .render_derived(name="given")
     )
     rows = select(*(given.c[name] for name in columns)).order_by(given.c[_ROW_NUMBER])
-    return insert(table).from_select(list(columns), rows)
+    statement = postgresql.insert(table).from_select(list(columns), rows)
+    if skip_conflicts_on is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=list(skip_conflicts_on) or None)
+    return statement.returning(*(table.c[name] for name in returning)) if returning else statement
 
 
 class Session(AsyncSession):

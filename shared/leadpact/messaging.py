@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadpact.bus.base import EventBus
 from leadpact.clock import Clock
-from leadpact.db import CoreConnection, Database, core_connection, insert_or_skip
+from leadpact.db import CoreConnection, Database, core_connection
 from leadpact.events import CloudEvent, EventData, envelope
 from leadpact.tasks import cancel_and_wait, wait_at_most
 
@@ -61,13 +61,6 @@ inbox = Table(
     Column("event_id", String(64), primary_key=True),
     Column("handled_at", DateTime(timezone=True), nullable=False),
 )
-
-
-# Built once: constructing the statement was a visible share of handling an event.
-_CLAIM = {
-    name: insert_or_skip(inbox, name).returning(inbox.c.event_id)
-    for name in ("postgresql", "sqlite")
-}
 
 
 class UnitOfWork:
@@ -135,8 +128,11 @@ class UnitOfWork:
         at = self._clock.now()
         rows = [{"consumer": consumer, "event_id": i, "handled_at": at} for i in fresh]
         connection = await self.connection()
-        result = await connection.execute(_CLAIM[connection.dialect.name], rows)
-        return set(result.scalars())
+        claimed = await connection.insert_rows(
+            inbox, rows, skip_conflicts_on=(), returning=("event_id",)
+        )
+        assert claimed is not None  # rows were given, and a column to return
+        return set(claimed.scalars())
 
     async def connection(self) -> CoreConnection:
         """This unit of work's transaction, for Core statements: what ``session.execute``

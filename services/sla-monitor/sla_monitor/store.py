@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -27,7 +26,14 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from leadpact.db import UtcDateTime, core_execute, dialect_name, insert_for, insert_or_skip
+from leadpact.db import (
+    UtcDateTime,
+    core_connection,
+    core_execute,
+    dialect_name,
+    insert_for,
+    insert_or_skip,
+)
 from sla_monitor.domain import CLAUSE_TEAM
 
 OPEN, MET, BREACHED = "open", "met", "breached"
@@ -101,12 +107,6 @@ def _arming(dialect: str) -> Any:
     return insert_or_skip(_DEADLINES, dialect, "lead_id", "clause", "round")
 
 
-@cache
-def _arming_returning(dialect: str) -> Any:
-    """:func:`_arming` that returns the (lead, clause) of each row it inserted."""
-    return _arming(dialect).returning(_DEADLINES.c.lead_id, _DEADLINES.c.clause)
-
-
 async def arm_all(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
     """:func:`arm` for several clauses of one lead: the clauses inserted (not armed
     before)."""
@@ -123,8 +123,14 @@ async def arm_leads(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> se
     if any(values.get("partition") is None for values in rows):
         return {(v["lead_id"], v["clause"]) for v in rows if await arm(session, v)}
     params = [{"round": 0, "team": None, **values, "status": OPEN} for values in rows]
-    result = await core_execute(session, _arming_returning(dialect_name(session)), params)
-    return {(lead_id, clause) for lead_id, clause in result.all()}
+    armed = await (await core_connection(session)).insert_rows(
+        _DEADLINES,
+        params,
+        skip_conflicts_on=("lead_id", "clause", "round"),
+        returning=("lead_id", "clause"),
+    )
+    assert armed is not None  # rows were given, and columns to return
+    return {(lead_id, clause) for lead_id, clause in armed.all()}
 
 
 async def arm(session: AsyncSession, values: dict[str, Any]) -> bool:

@@ -28,7 +28,7 @@ notes = Table(
     "notes",
     ROWS,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("lead_id", String(36), nullable=False),
+    Column("lead_id", String(36), nullable=False, unique=True),
     Column("body", LargeBinary),
     Column("seen", Boolean, nullable=False),
     Column("at", UtcDateTime),
@@ -49,9 +49,10 @@ def note(n: int, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def insert(database: Database, rows: list[dict[str, Any]]) -> list[str]:
-    """Insert ``rows`` in one transaction; the SQL statements that took."""
-    statements: list[str] = []
+async def insert(database: Database, rows: list[dict[str, Any]], **options: Any) -> list[str]:
+    """Insert ``rows`` in one transaction (``options``: of ``insert_rows``); the SQL
+    statements that took, then what the insert returned (if asked)."""
+    statements: list[Any] = []
 
     def seen(conn: Any, cursor: Any, sql: str, *rest: Any) -> None:
         statements.append(sql)
@@ -59,7 +60,9 @@ async def insert(database: Database, rows: list[dict[str, Any]]) -> list[str]:
     event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
     try:
         async with database.session() as session, session.begin():
-            await (await core_connection(session)).insert_rows(notes, rows)
+            result = await (await core_connection(session)).insert_rows(notes, rows, **options)
+            if result is not None:
+                statements.append(sorted(result.all()))
     finally:
         event.remove(database.engine.sync_engine, "before_cursor_execute", seen)
     return statements
@@ -100,3 +103,23 @@ async def test_rows_that_differ_in_their_columns_are_refused(database: Database)
         await insert(database, [note(1), note(2, source="api"), note(3)])
 
     assert await stored(database) == []
+
+
+async def test_rows_already_there_are_skipped_and_the_new_ones_returned(
+    database: Database,
+) -> None:
+    await insert(database, [note(1), note(2)])
+    *statements, returned = await insert(
+        database,
+        [note(n, source="api") for n in (2, 3, 1, 4)],
+        skip_conflicts_on=("lead_id",),
+        returning=("lead_id",),
+    )
+
+    assert returned == [("lead-3",), ("lead-4",)]
+    got = await stored(database)
+    assert [row["lead_id"] for row in got] == ["lead-1", "lead-2", "lead-3", "lead-4"]
+    assert [row["source"] for row in got] == ["form", "form", "api", "api"]  # not overwritten
+    if database.engine.dialect.name == "postgresql":
+        assert len(statements) == 1
+        assert "unnest" in statements[0]

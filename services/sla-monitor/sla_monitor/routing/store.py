@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from typing import Any, Protocol, cast
 
 from sqlalchemy import (
@@ -33,7 +32,14 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from leadpact.db import UtcDateTime, core_execute, dialect_name, insert_for, insert_or_skip
+from leadpact.db import (
+    UtcDateTime,
+    core_connection,
+    core_execute,
+    dialect_name,
+    insert_for,
+    insert_or_skip,
+)
 from sla_monitor.store import AttemptRow, Base
 
 OPEN, CLOSED = "open", "closed"
@@ -310,17 +316,14 @@ async def insert_assignment(session: AsyncSession, values: dict[str, Any]) -> bo
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-@cache
-def _insert_assignments(dialect: str) -> Any:
-    return insert_or_skip(_ASSIGNMENTS, dialect, "lead_id").returning(_ASSIGNMENTS.c.lead_id)
-
-
 async def insert_assignments(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
     """:func:`insert_assignment` of several leads in one statement; the leads inserted
     (a lead that has an owner already is skipped, as one by one)."""
     params = [{"routed_owner": None, **values, "status": OPEN, "round": 0} for values in rows]
-    result = await core_execute(session, _insert_assignments(dialect_name(session)), params)
-    return set(result.scalars().all())
+    inserted = await (await core_connection(session)).insert_rows(
+        _ASSIGNMENTS, params, skip_conflicts_on=("lead_id",), returning=("lead_id",)
+    )
+    return set(inserted.scalars().all()) if inserted is not None else set()
 
 
 async def change_owner(
