@@ -46,6 +46,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
 from crm_sync.domain import RECORD_FIELDS
+from leadpact.db import OneOf
 
 ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -361,7 +362,7 @@ _BY_IDENTITY = (
 # at once. A hit sends its lead through the one-by-one path.
 def _held(kind: str, column: Any, *where: Any) -> Any:
     return select(literal_column(f"'{kind}'").label("kind"), column.label("value")).where(
-        column.in_(bindparam(kind, expanding=True)), *where
+        OneOf(column, kind), *where
     )
 
 
@@ -771,12 +772,12 @@ async def conflicts(session: AsyncSession, customer_id: str) -> list[Conflict]:
 def _holders_of(kind: str, column: Any, *where: Any) -> Any:
     rank = literal_column("0", Integer).label("rank")
     golden = select(Customer.id, column.label("value"), rank, Customer.created_at).where(
-        column.in_(bindparam("golden", expanding=True)), *where
+        OneOf(column, "golden"), *where
     )
     valued = (
         select(Customer.id, Attribute.value, literal_column("1", Integer), Customer.created_at)
         .join(Attribute, Attribute.customer_id == Customer.id)
-        .where(Attribute.field == kind, Attribute.value.in_(bindparam("valued", expanding=True)))
+        .where(Attribute.field == kind, OneOf(Attribute.value, "valued"))
     )
     held = union_all(golden, valued).subquery(f"{kind}_holders")
     return (
@@ -788,11 +789,9 @@ def _holders_of(kind: str, column: Any, *where: Any) -> Any:
 
 _EMAIL_HOLDERS = _holders_of("email", Customer.email)
 _PHONE_HOLDERS = _holders_of("phone", Customer.phone, NOT_MERGED)
-_CUSTOMERS = select(Customer).where(Customer.id.in_(bindparam("ids", expanding=True)))
+_CUSTOMERS = select(Customer).where(OneOf(Customer.id, "ids"))
 _ATTRIBUTES_OF_MANY = (
-    select(Attribute)
-    .where(Attribute.customer_id.in_(bindparam("ids", expanding=True)))
-    .order_by(Attribute.id)
+    select(Attribute).where(OneOf(Attribute.customer_id, "ids")).order_by(Attribute.id)
 )
 # A customer's leads and source records, both in one round trip.
 _LINKS_OF_MANY: Any = union_all(
@@ -800,9 +799,9 @@ _LINKS_OF_MANY: Any = union_all(
         CustomerLead.customer_id,
         literal_column("'lead'").label("kind"),
         CustomerLead.lead_id.label("value"),
-    ).where(CustomerLead.customer_id.in_(bindparam("leads", expanding=True))),
+    ).where(OneOf(CustomerLead.customer_id, "leads")),
     select(SourceRecord.customer_id, literal_column("'ref'"), SourceRecord.ref).where(
-        SourceRecord.customer_id.in_(bindparam("refs", expanding=True))
+        OneOf(SourceRecord.customer_id, "refs")
     ),
 )
 
