@@ -12,18 +12,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import structlog
-from sqlalchemy import (
-    DateTime,
-    Table,
-    bindparam,
-    event,
-    exc,
-    func,
-    insert,
-    pool,
-    select,
-    text,
-)
+from sqlalchemy import DateTime, Table, bindparam, event, exc, func, insert, pool, select, text
 from sqlalchemy.dialects import postgresql, registry, sqlite
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL, Connection, CursorResult, Dialect, make_url
@@ -34,12 +23,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import SessionTransaction
-from sqlalchemy.sql import Executable, coercions, roles
-from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import NullType, TypeDecorator
+from sqlalchemy.sql import Executable
+from sqlalchemy.types import TypeDecorator
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
@@ -319,41 +305,6 @@ def dialect_insert(dialect: str) -> Any:
     """The dialect's own ``insert`` (the one with ``on_conflict_do_nothing``/``_update``):
     PostgreSQL's for ``"postgresql"``, SQLite's otherwise. Services run on either."""
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
-
-
-class OneOf(ColumnElement[bool]):
-    """``column IN (…)`` of a list bound to ``name`` at execution: an expanding ``IN`` on
-    SQLite, ``column = ANY(:name)`` over one bound array on PostgreSQL.
-
-    An expanding ``IN`` renders one placeholder per element, so on PostgreSQL each list
-    length is another statement text: prepared again on each connection and planned anew
-    at every execution (bind and parse were ~0.6 ms of PostgreSQL time per lead across the
-    services in bench.e2e distributed at 300/s). One array keeps one statement, which the
-    server plans once and then reuses."""
-
-    inherit_cache = True
-    _traverse_internals = [  # noqa: RUF012 (SQLAlchemy's cache-key declaration)
-        ("column", InternalTraversal.dp_clauseelement),
-        ("name", InternalTraversal.dp_string),
-    ]
-    # Not Boolean: SQLite's compiler would then render ``… IN (…) = 1``, which no index serves.
-    type = NullType()  # type: ignore[assignment]
-
-    def __init__(self, column: Any, name: str) -> None:
-        self.column = coercions.expect(roles.ExpressionElementRole, column)
-        self.name = name
-
-
-@compiles(OneOf)
-def _one_of_listed(element: OneOf, compiler: Any, **kw: Any) -> str:
-    listed = element.column.in_(bindparam(element.name, expanding=True))
-    return str(compiler.process(listed, **kw))
-
-
-@compiles(OneOf, "postgresql")
-def _one_of_array(element: OneOf, compiler: Any, **kw: Any) -> str:
-    array = bindparam(element.name, type_=postgresql.ARRAY(element.column.type))
-    return str(compiler.process(element.column == func.any(array), **kw))
 
 
 @cache

@@ -46,7 +46,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
 from crm_sync.domain import RECORD_FIELDS
-from leadpact.db import OneOf
 
 ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -362,7 +361,7 @@ _BY_IDENTITY = (
 # at once. A hit sends its lead through the one-by-one path.
 def _held(kind: str, column: Any, *where: Any) -> Any:
     return select(literal_column(f"'{kind}'").label("kind"), column.label("value")).where(
-        OneOf(column, kind), *where
+        column.in_(bindparam(kind, expanding=True)), *where
     )
 
 
@@ -772,12 +771,12 @@ async def conflicts(session: AsyncSession, customer_id: str) -> list[Conflict]:
 def _holders_of(kind: str, column: Any, *where: Any) -> Any:
     rank = literal_column("0", Integer).label("rank")
     golden = select(Customer.id, column.label("value"), rank, Customer.created_at).where(
-        OneOf(column, "golden"), *where
+        column.in_(bindparam("golden", expanding=True)), *where
     )
     valued = (
         select(Customer.id, Attribute.value, literal_column("1", Integer), Customer.created_at)
         .join(Attribute, Attribute.customer_id == Customer.id)
-        .where(Attribute.field == kind, OneOf(Attribute.value, "valued"))
+        .where(Attribute.field == kind, Attribute.value.in_(bindparam("valued", expanding=True)))
     )
     held = union_all(golden, valued).subquery(f"{kind}_holders")
     return (
@@ -789,9 +788,11 @@ def _holders_of(kind: str, column: Any, *where: Any) -> Any:
 
 _EMAIL_HOLDERS = _holders_of("email", Customer.email)
 _PHONE_HOLDERS = _holders_of("phone", Customer.phone, NOT_MERGED)
-_CUSTOMERS = select(Customer).where(OneOf(Customer.id, "ids"))
+_CUSTOMERS = select(Customer).where(Customer.id.in_(bindparam("ids", expanding=True)))
 _ATTRIBUTES_OF_MANY = (
-    select(Attribute).where(OneOf(Attribute.customer_id, "ids")).order_by(Attribute.id)
+    select(Attribute)
+    .where(Attribute.customer_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Attribute.id)
 )
 # A customer's leads and source records, both in one round trip.
 _LINKS_OF_MANY: Any = union_all(
@@ -799,9 +800,9 @@ _LINKS_OF_MANY: Any = union_all(
         CustomerLead.customer_id,
         literal_column("'lead'").label("kind"),
         CustomerLead.lead_id.label("value"),
-    ).where(OneOf(CustomerLead.customer_id, "leads")),
+    ).where(CustomerLead.customer_id.in_(bindparam("leads", expanding=True))),
     select(SourceRecord.customer_id, literal_column("'ref'"), SourceRecord.ref).where(
-        OneOf(SourceRecord.customer_id, "refs")
+        SourceRecord.customer_id.in_(bindparam("refs", expanding=True))
     ),
 )
 

@@ -31,7 +31,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from feedback.domain.erasure import erased_event_data
 from feedback.domain.funnel import LeadFacts, Spend
 from leadpact.db import (
-    OneOf,
     UtcDateTime,
     core_execute,
     dialect_insert,
@@ -211,7 +210,7 @@ _LEAD_FACTS = select(
 ).where(_LEADS.c.lead_id == bindparam("b_lead", type_=_LEADS.c.lead_id.type))
 _FACTS_OF_LEADS = select(
     _LEADS.c.lead_id, _LEADS.c.source, _LEADS.c.campaign, _LEADS.c.mql_at, _LEADS.c.contract_version
-).where(OneOf(_LEADS.c.lead_id, "b_leads"))
+).where(_LEADS.c.lead_id.in_(bindparam("b_leads", expanding=True)))
 _CANCEL_RECYCLES = (
     update(_RECYCLES)
     .where(

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     func,
     insert,
     select,
@@ -24,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from leadpact.db import CoreConnection, OneOf, UtcDateTime, insert_or_skip
+from leadpact.db import CoreConnection, UtcDateTime, insert_or_skip
 from leadpact.messaging import rewrite_pending_events
 from scoring.domain.erasure import erase_fields, redact_reasons
 from scoring.domain.rules import Occurrence
@@ -123,7 +124,7 @@ _leads = Base.metadata.tables["scoring_leads"]
 _activities = Base.metadata.tables["scoring_activities"]
 _ACTIVITIES_OF_LEADS = (
     select(_activities.c.lead_id, _activities.c.activity, _activities.c.occurred_at)
-    .where(OneOf(_activities.c.lead_id, "lead_ids"))
+    .where(_activities.c.lead_id.in_(bindparam("lead_ids", expanding=True)))
     .order_by(_activities.c.lead_id, _activities.c.occurred_at, _activities.c.id)
 )
 _ADD_NEW_LEADS = {

@@ -11,6 +11,7 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     JSON,
+    BindParameter,
     Boolean,
     Float,
     Index,
@@ -32,7 +33,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadpact.db import (
-    OneOf,
     UtcDateTime,
     core_connection,
     core_execute,
@@ -150,6 +150,7 @@ _SELECT_FACTS = select(
     _FACTS.c.existing_customer,
     _FACTS.c.account_owner,
 ).where(_FACTS.c.lead_id == bindparam("b_lead"))
+_B_LEADS: BindParameter[list[str]] = bindparam("b_leads", expanding=True)
 _ATTEMPTS = cast(Table, AttemptRow.__table__)
 _FACT_COLUMNS = (
     "country",
@@ -165,14 +166,14 @@ def _seen_in(table: Table) -> Any:
     """The batch's leads that have a row in ``table``, shaped as the facts rows."""
     nothing = [null().label(name) for name in _FACT_COLUMNS]
     return select(table.c.lead_id, true().label("seen"), *nothing).where(
-        OneOf(table.c.lead_id, "b_leads")
+        table.c.lead_id.in_(_B_LEADS)
     )
 
 
 _KNOWN_LEADS = union_all(
     select(
         _FACTS.c.lead_id, false().label("seen"), *(_FACTS.c[name] for name in _FACT_COLUMNS)
-    ).where(OneOf(_FACTS.c.lead_id, "b_leads")),
+    ).where(_FACTS.c.lead_id.in_(_B_LEADS)),
     _seen_in(_ASSIGNMENTS),
     _seen_in(_ATTEMPTS),
 )
@@ -236,7 +237,9 @@ def _turn_query(lock: bool) -> Any:
             _MEMBERS.c.away_to,
             _MEMBERS.c.overrides,
         )
-        .select_from(_TEAMS.join(_MEMBERS, OneOf(_MEMBERS.c.member_id, "b_members")))
+        .select_from(
+            _TEAMS.join(_MEMBERS, _MEMBERS.c.member_id.in_(bindparam("b_members", expanding=True)))
+        )
         .where(_TEAMS.c.team_id == bindparam("b_team"))
         .order_by(_MEMBERS.c.member_id)  # one locking order for every assignment
     )
