@@ -12,7 +12,20 @@ from pathlib import Path
 from typing import Any, Self
 
 import structlog
-from sqlalchemy import DateTime, Table, bindparam, event, exc, func, insert, pool, select, text
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    DateTime,
+    Row,
+    Table,
+    bindparam,
+    event,
+    exc,
+    func,
+    pool,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, registry, sqlite
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL, Connection, CursorResult, Dialect, make_url
@@ -392,10 +405,10 @@ class CoreConnection:
         *,
         skip_conflicts_on: tuple[str, ...] | None = None,
         returning: tuple[str, ...] = (),
-    ) -> Rows | None:
+    ) -> Sequence[Row[*tuple[Any, ...]]]:
         """Insert ``rows`` (each with the same keys) into ``table``, in order; with
         ``skip_conflicts_on`` (a unique key's columns, ``()`` for any), ``ON CONFLICT DO
-        NOTHING``; with ``returning``, those columns of the rows inserted (else None).
+        NOTHING``. Returns the ``returning`` columns of the rows inserted (none without).
 
         On PostgreSQL several rows go as one ``INSERT … SELECT … FROM unnest(…)``, a bound
         array per column: one statement whose shape depends only on the columns. An
@@ -406,64 +419,63 @@ class CoreConnection:
         has a Python-side default (which an ``INSERT … SELECT`` would not apply), an
         executemany."""
         if not rows:
-            return None
+            return []
         columns = tuple(rows[0])
         if any(row.keys() != rows[0].keys() for row in rows):
             # An executemany would take the first row's columns and drop the others' extras.
             raise ValueError(f"rows for {table.name} differ in their columns")
-        statement = None
-        if self.dialect.name == "postgresql" and len(rows) > 1:
-            statement = _unnest_insert(table, columns, skip_conflicts_on, returning)
-        if statement is None:
-            plain = _plain_insert(table, self.dialect.name, skip_conflicts_on, returning)
-            result = await self.execute(plain, list(rows))
+        dialect = self.dialect.name
+        if dialect == "postgresql" and len(rows) > 1 and _as_arrays(table, columns):
+            statement = _rows_insert(table, dialect, skip_conflicts_on, returning, columns)
+            params: Parameters = {name: [row[name] for row in rows] for name in columns}
         else:
-            arrays = {name: [row[name] for row in rows] for name in columns}
-            result = await self.execute(statement, arrays)
-        return result if returning else None
+            statement = _rows_insert(table, dialect, skip_conflicts_on, returning)
+            params = list(rows)
+        result = await self.execute(statement, params)
+        return result.all() if returning else []
 
 
 _ROW_NUMBER = "leadpact_row_number"
 
 
-@cache
-def _plain_insert(
+def _as_arrays(table: Table, columns: tuple[str, ...]) -> bool:
+    """Whether rows of ``columns`` can go to ``table`` as one array per column: not when a
+    column left out has a Python-side default (``INSERT … SELECT`` would not apply it), nor
+    when a column is JSON or an array (a list value would be taken for one more dimension of
+    the bound array)."""
+    if any(c.default is not None and c.name not in columns for c in table.columns):
+        return False
+    return not any(isinstance(_base_type(table.c[name].type), JSON | ARRAY) for name in columns)
+
+
+def _base_type(column_type: Any) -> Any:
+    return column_type.impl_instance if isinstance(column_type, TypeDecorator) else column_type
+
+
+@lru_cache(maxsize=256)
+def _rows_insert(
     table: Table,
     dialect: str,
     skip_conflicts_on: tuple[str, ...] | None,
     returning: tuple[str, ...],
+    arrays_of: tuple[str, ...] = (),
 ) -> Any:
-    """The insert of :meth:`CoreConnection.insert_rows` run as an executemany, built once."""
-    statement = (
-        insert(table)
-        if skip_conflicts_on is None
-        else insert_or_skip(table, dialect, *skip_conflicts_on)
-    )
-    return statement.returning(*(table.c[name] for name in returning)) if returning else statement
-
-
-@lru_cache(maxsize=256)
-def _unnest_insert(
-    table: Table,
-    columns: tuple[str, ...],
-    skip_conflicts_on: tuple[str, ...] | None,
-    returning: tuple[str, ...],
-) -> Any:
-    """``INSERT INTO table (columns) SELECT … FROM unnest(:c1, :c2, …) WITH ORDINALITY``
-    in array order (PostgreSQL); None when a column left out has a Python-side default."""
-    if any(c.default is not None and c.name not in columns for c in table.columns):
-        return None
-    arrays = [bindparam(name, type_=postgresql.ARRAY(table.c[name].type)) for name in columns]
-    given = (
-        func.unnest(*arrays)
-        .table_valued(*columns, with_ordinality=_ROW_NUMBER)
-        .render_derived(name="given")
-    )
-    rows = select(*(given.c[name] for name in columns)).order_by(given.c[_ROW_NUMBER])
-    statement = postgresql.insert(table).from_select(list(columns), rows)
+    """The statement of :meth:`CoreConnection.insert_rows`, built once per shape: with
+    ``arrays_of``, ``INSERT INTO table (arrays_of) SELECT … FROM unnest(:c1, :c2, …) WITH
+    ORDINALITY`` in array order (PostgreSQL); without, a plain insert for an executemany."""
+    statement = dialect_insert(dialect)(table)
+    if arrays_of:
+        arrays = [bindparam(c, type_=postgresql.ARRAY(table.c[c].type)) for c in arrays_of]
+        given = (
+            func.unnest(*arrays)
+            .table_valued(*arrays_of, with_ordinality=_ROW_NUMBER)
+            .render_derived(name="given")
+        )
+        rows = select(*(given.c[c] for c in arrays_of)).order_by(given.c[_ROW_NUMBER])
+        statement = statement.from_select(list(arrays_of), rows)
     if skip_conflicts_on is not None:
         statement = statement.on_conflict_do_nothing(index_elements=list(skip_conflicts_on) or None)
-    return statement.returning(*(table.c[name] for name in returning)) if returning else statement
+    return statement.returning(*(table.c[c] for c in returning)) if returning else statement
 
 
 class Session(AsyncSession):

@@ -131,8 +131,7 @@ class UnitOfWork:
         claimed = await connection.insert_rows(
             inbox, rows, skip_conflicts_on=(), returning=("event_id",)
         )
-        assert claimed is not None  # rows were given, and a column to return
-        return set(claimed.scalars())
+        return {event_id for (event_id,) in claimed}
 
     async def connection(self) -> CoreConnection:
         """This unit of work's transaction, for Core statements: what ``session.execute``

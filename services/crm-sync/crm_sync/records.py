@@ -30,7 +30,7 @@ from crm_sync.matching import (
 from crm_sync.metrics import CrmMetrics
 from crm_sync.survivorship import Candidate, FieldConflict, Survivor, survive
 from crm_sync.sync import enqueue
-from leadpact.db import core_execute
+from leadpact.db import core_connection, core_execute
 from leadpact.events import CloudEvent, CustomerUpdated
 from leadpact.messaging import UnitOfWork
 
@@ -317,7 +317,7 @@ async def _observe(
             row.value, row.verified, row.observed_at = value, name in obs.verified, obs.observed_at
     await session.flush()  # the customer row first (foreign key)
     if new:
-        await core_execute(session, store.INSERT_ATTRIBUTES, new)
+        await (await core_connection(session)).insert_rows(store.TABLES["customer_attributes"], new)
 
 
 def attribute_row(customer_id: str, obs: Observation, name: str) -> dict[str, Any]:
@@ -414,11 +414,11 @@ async def refresh(
     now = max((c.observed_at for c in candidates), default=customer.updated_at)
     rows = conflict_rows(customer.id, conflicts, now)
     if rows:
-        await core_execute(session, store.INSERT_CONFLICTS, rows)
+        await (await core_connection(session)).insert_rows(store.TABLES["conflicts"], rows)
     remember_conflicts(session, customer.id, rows)
     keys = key_rows(customer.id, model, record)
     if keys:
-        await core_execute(session, store.INSERT_MATCH_KEYS, keys)
+        await (await core_connection(session)).insert_rows(store.TABLES["match_keys"], keys)
     return changed
 
 

@@ -383,10 +383,9 @@ _KNOWN = union_all(
 # What the matcher reads of a candidate: plain rows, not ORM objects (loading ~50 customers
 # into the identity map per lead was the largest single cost of a lead).
 TABLES = Base.metadata.tables
-_TABLES = TABLES
-_customers = _TABLES["customers"]
-_attributes = _TABLES["customer_attributes"]
-_source_records = _TABLES["source_records"]
+_customers = TABLES["customers"]
+_attributes = TABLES["customer_attributes"]
+_source_records = TABLES["source_records"]
 # ``beyond_leads``: the candidate holds a value or a record of another system than lead forms
 # (it decides whether a best match may merge on its own; read for every candidate in the
 # same round trip instead of one more query for the best).
@@ -404,7 +403,7 @@ MATCH_COLUMNS = (
         ),
     ).label("beyond_leads"),
 )
-_match_keys = _TABLES["match_keys"]
+_match_keys = TABLES["match_keys"]
 MATCH_FIELDS = tuple(column.name for column in MATCH_COLUMNS)
 
 
@@ -644,22 +643,17 @@ _EMAIL_HOLDER = select(Customer.id).where(
 )
 _CONFLICTS = select(Conflict).where(Conflict.customer_id == bindparam("id"))
 # Rows nothing reads back as objects in the same unit of work are written through Core: no
-# identity map, no ORM bulk-statement bookkeeping, one executemany per table. (Core
-# statements do not autoflush: their callers flush the customer row first.)
-DELETE_CONFLICTS = delete(_TABLES["conflicts"]).where(
-    _TABLES["conflicts"].c.customer_id == bindparam("id")
+# identity map, no ORM bulk-statement bookkeeping; several rows of a table go through
+# ``CoreConnection.insert_rows`` (one statement). Callers flush the customer row first.
+DELETE_CONFLICTS = delete(TABLES["conflicts"]).where(
+    TABLES["conflicts"].c.customer_id == bindparam("id")
 )
-DELETE_MATCH_KEYS = delete(_TABLES["match_keys"]).where(
-    _TABLES["match_keys"].c.customer_id == bindparam("id")
+DELETE_MATCH_KEYS = delete(TABLES["match_keys"]).where(
+    TABLES["match_keys"].c.customer_id == bindparam("id")
 )
-INSERT_ATTRIBUTES = insert(_TABLES["customer_attributes"])
-INSERT_CUSTOMERS = insert(_customers)
-INSERT_LEAD_LINKS = insert(_TABLES["customer_leads"])
 CUSTOMER_COLUMNS = tuple(Customer.__mapper__.column_attrs)
-INSERT_MATCH_KEYS = insert(_TABLES["match_keys"])
-INSERT_CONFLICTS = insert(_TABLES["conflicts"])
-INSERT_REVIEW = insert(_TABLES["reviews"])
-INSERT_TIMELINE = insert(_TABLES["timeline"])
+INSERT_REVIEW = insert(TABLES["reviews"])
+INSERT_TIMELINE = insert(TABLES["timeline"])
 
 
 async def live(session: AsyncSession, customer: Customer | None) -> Customer | None:

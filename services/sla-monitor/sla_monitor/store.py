@@ -129,8 +129,7 @@ async def arm_leads(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> se
         skip_conflicts_on=("lead_id", "clause", "round"),
         returning=("lead_id", "clause"),
     )
-    assert armed is not None  # rows were given, and columns to return
-    return {(lead_id, clause) for lead_id, clause in armed.all()}
+    return {(lead_id, clause) for lead_id, clause in armed}
 
 
 async def arm(session: AsyncSession, values: dict[str, Any]) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import (
+    JSON,
     Boolean,
     Column,
     Integer,
@@ -33,6 +34,13 @@ notes = Table(
     Column("seen", Boolean, nullable=False),
     Column("at", UtcDateTime),
     Column("source", String(16), nullable=False, default="form"),
+)
+tagged = Table(
+    "tagged",
+    ROWS,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("lead_id", String(36), nullable=False),
+    Column("tags", JSON, nullable=False),
 )
 
 
@@ -60,9 +68,9 @@ async def insert(database: Database, rows: list[dict[str, Any]], **options: Any)
     event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
     try:
         async with database.session() as session, session.begin():
-            result = await (await core_connection(session)).insert_rows(notes, rows, **options)
-            if result is not None:
-                statements.append(sorted(result.all()))
+            returned = await (await core_connection(session)).insert_rows(notes, rows, **options)
+            if options.get("returning"):
+                statements.append(sorted(returned))
     finally:
         event.remove(database.engine.sync_engine, "before_cursor_execute", seen)
     return statements
@@ -123,3 +131,20 @@ async def test_rows_already_there_are_skipped_and_the_new_ones_returned(
     if database.engine.dialect.name == "postgresql":
         assert len(statements) == 1
         assert "unnest" in statements[0]
+
+
+async def test_json_lists_and_objects_arrive_as_given(database: Database) -> None:
+    """A JSON list is one value, not another dimension of an array of rows."""
+    rows: list[dict[str, Any]] = [
+        {"lead_id": "lead-1", "tags": ["a", "b"]},
+        {"lead_id": "lead-2", "tags": {"k": [1, 2]}},
+        {"lead_id": "lead-3", "tags": []},
+    ]
+    async with database.session() as session, session.begin():
+        await (await core_connection(session)).insert_rows(tagged, rows)
+
+    async with database.engine.connect() as conn:
+        got = (
+            await conn.execute(select(tagged.c.lead_id, tagged.c.tags).order_by(tagged.c.id))
+        ).all()
+    assert [tuple(row) for row in got] == [(r["lead_id"], r["tags"]) for r in rows]

@@ -323,7 +323,7 @@ async def insert_assignments(session: AsyncSession, rows: Sequence[dict[str, Any
     inserted = await (await core_connection(session)).insert_rows(
         _ASSIGNMENTS, params, skip_conflicts_on=("lead_id",), returning=("lead_id",)
     )
-    return set(inserted.scalars().all()) if inserted is not None else set()
+    return {lead_id for (lead_id,) in inserted}
 
 
 async def change_owner(
