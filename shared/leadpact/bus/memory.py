@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ def partition_for(key: str, partitions: int) -> int:
 @dataclass
 class _Partition:
     log: list[Message] = field(default_factory=list)
+    stamps: list[int] = field(default_factory=list)
+    """Each kept message's place in the order of the bus's publishes (all topics)."""
     base: int = 0  # offset of log[0]: the messages before it were dropped
     readers: set[asyncio.Event] = field(default_factory=set)
     """Set on every append: each is a consuming member's wake-up (one for all its partitions)."""
@@ -89,14 +92,19 @@ class _Partition:
         start = max(0, offset - self.base)
         return self.log[start : start + limit]
 
-    def append(self, msg: Message) -> None:
+    def stamp_at(self, offset: int) -> int:
+        return self.stamps[offset - self.base]
+
+    def append(self, msg: Message, stamp: int) -> None:
         self.log.append(msg)
+        self.stamps.append(stamp)
         for reader in self.readers:
             reader.set()
 
     def drop_before(self, offset: int) -> None:
         if offset > self.base:
             del self.log[: offset - self.base]
+            del self.stamps[: offset - self.base]
             self.base = offset
 
 
@@ -164,13 +172,16 @@ class _Member:
         offsets = self.bus._offsets.setdefault(self.group, {})
         while True:
             self._ready.clear()
-            fetched = [
-                msgs
+            ready = [
+                (partition.stamp_at(msgs[0].offset), msgs)
                 for tp, partition in partitions.items()
                 if (msgs := partition.read(offsets.get(tp, 0), self.bus.batch_max))
             ]
-            if fetched:
-                await self._round(fetched, offsets)
+            if ready:
+                # Partitions in the order their first messages were published: an event
+                # and the ones it caused (lead.created, then lead.activity on another topic)
+                # are handled in that order, as when each partition had its own task.
+                await self._round([msgs for _, msgs in sorted(ready, key=_first)], offsets)
             else:
                 await self._ready.wait()
 
@@ -210,6 +221,10 @@ class _Member:
         )
 
 
+def _first(stamped: tuple[int, list[Message]]) -> int:
+    return stamped[0]
+
+
 class MemoryBus:
     def __init__(
         self, partitions: int = 6, retries: int = 3, batch_max: int = 100, retain: int = 10_000
@@ -222,6 +237,7 @@ class MemoryBus:
         self._groups: dict[str, list[_Member]] = {}
         self._offsets: dict[str, dict[tuple[str, int], int]] = {}
         self._lock = asyncio.Lock()
+        self._stamps = itertools.count()
 
     async def start(self) -> None:
         return None
@@ -251,7 +267,8 @@ class MemoryBus:
     ) -> None:
         part = partition_for(key, self.partitions)
         partition = self._partition(topic, part)
-        partition.append(Message(topic, key, value, part, partition.end, dict(headers or {})))
+        msg = Message(topic, key, value, part, partition.end, dict(headers or {}))
+        partition.append(msg, next(self._stamps))
         # Checked only every ``retain`` messages, so a publish stays O(1) amortised.
         if len(partition.log) >= 2 * self.retain:
             partition.drop_before(min(partition.end - self.retain, self._read_up_to(topic, part)))
