@@ -98,10 +98,11 @@ class EventDispatcher:
 
     async def handle_round(self, batches: Sequence[Sequence[Message]]) -> None:
         """:meth:`handle_batch` for what a fetch round brought from several partitions
-        (one batch each), all in one transaction: one claim, each batch in turn, one
-        commit. A transaction per partition cost each its own begin, claim, outbox insert
-        and commit, and a consumer's concurrent transactions waited on each other's row
-        locks (sla-monitor's routing teams). All or nothing like :meth:`handle_batch`;
+        (one batch each), all in one transaction: one claim, each batch in turn (with
+        neighbouring batches of one topic joined, see :func:`_topic_runs`), one commit. A
+        transaction per partition cost each its own begin, claim, outbox insert and commit,
+        and a consumer's concurrent transactions waited on each other's row locks
+        (sla-monitor's routing teams). All or nothing like :meth:`handle_batch`;
         the bus then hands each partition's batch to it apart."""
         batches = [msgs for msgs in batches if msgs]
         if not batches:
@@ -116,8 +117,11 @@ class EventDispatcher:
             raise
 
     async def _handle_round(self, batches: Sequence[Sequence[Message]]) -> None:
-        work = [[(msg, *self._decode(msg)) for msg in msgs] for msgs in batches]
+        work = [[(msg, *self._decode(msg)) for msg in msgs] for msgs in _topic_runs(batches)]
         async with self._uow() as uow:
+            for batch in work:
+                for msg, event, _ in batch:
+                    uow.partitions.setdefault(event.id, msg.partition)
             # One claim statement for the round; an id twice in it is handled once.
             to_handle = await uow.claim_all(
                 self.consumer, [event.id for batch in work for _, event, _ in batch]
@@ -156,7 +160,6 @@ class EventDispatcher:
         done: list[tuple[str, float]] = []
         for msg, event, handler in fresh:
             started = time.perf_counter()
-            uow.partition = msg.partition
             with structlog.contextvars.bound_contextvars(event_id=event.id, lead_id=event.subject):
                 await handler(event, uow, self._clock)
             await uow.flush()
@@ -173,7 +176,6 @@ class EventDispatcher:
         """All events in one call of the topic's batch handler; each event is counted with
         an equal share of its time."""
         started = time.perf_counter()
-        uow.partition = fresh[0][0].partition
         await batch_handler([event for _, event, _ in fresh], uow, self._clock)
         await uow.flush()
         share = (time.perf_counter() - started) / len(fresh)
@@ -219,12 +221,27 @@ class EventDispatcher:
         partition: int | None = None,
     ) -> None:
         async with self._uow() as uow:
-            uow.partition = partition
+            if partition is not None:
+                uow.partitions[event.id] = partition
             if not await uow.claim(self.consumer, event.id):
                 self._metrics.events_duplicate.labels(topic).inc()
                 return
             await handler(event, uow, self._clock)
             await uow.commit()
+
+
+def _topic_runs(batches: Sequence[Sequence[Message]]) -> list[list[Message]]:
+    """A round's partition batches with each run of consecutive batches of one topic joined
+    into one: its events go to the topic's batch handler in one call (one read and one
+    write of each kind for the run, not one per partition). Only neighbours are joined, so
+    no event moves past one of another topic; the order within each partition is kept."""
+    runs: list[list[Message]] = []
+    for msgs in batches:
+        if runs and runs[-1][0].topic == msgs[0].topic:
+            runs[-1].extend(msgs)
+        else:
+            runs.append(list(msgs))
+    return runs
 
 
 def _as_in_a_session_of_its_own(uow: UnitOfWork) -> None:

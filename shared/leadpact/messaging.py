@@ -81,9 +81,14 @@ class UnitOfWork:
         self.emitted: list[CloudEvent[Any]] = []
         self._written: set[str] = set()  # ids of ``emitted`` a commit put in the outbox
         self._after_commit: list[Callable[[], None]] = []
-        # The bus partition of the message being handled (set by the dispatcher; None
-        # outside a delivery): the sla-monitor ties a lead's deadlines to it.
-        self.partition: int | None = None
+        # The bus partition of each event being handled, by id (set by the dispatcher).
+        self.partitions: dict[str, int] = {}
+
+    def partition_of(self, event_id: str) -> int | None:
+        """The bus partition the event ``event_id`` came from (None outside a delivery):
+        the sla-monitor ties a lead's deadlines to it, so that whoever owns the partition
+        watches them."""
+        return self.partitions.get(event_id)
 
     async def __aenter__(self) -> UnitOfWork:
         return self

@@ -61,7 +61,8 @@ async def on_lead_scored(
         )
         owner, team = assignment.owner, assignment.team
     armed = deadlines(contract, scored.scored_at)
-    rows = _deadline_rows(scored, contract, armed, clock.now(), owner, team, uow.partition)
+    partition = uow.partition_of(event.id)
+    rows = _deadline_rows(scored, contract, armed, clock.now(), owner, team, partition)
     fresh = await store.arm_all(uow.session, rows)
     _count_armed(uow, deadline_watch, sla_metrics, armed, fresh)
     # lead.contacted travels on another topic and may overtake lead.scored: contacts
@@ -150,7 +151,9 @@ async def _arm_run(
     rows = [
         row
         for event, lead_armed, (owner, team) in zip(run, armed, owners, strict=True)
-        for row in _deadline_rows(event.data, contract, lead_armed, now, owner, team, uow.partition)
+        for row in _deadline_rows(
+            event.data, contract, lead_armed, now, owner, team, uow.partition_of(event.id)
+        )
     ]
     fresh = await store.arm_leads(uow.session, rows)
     for event, lead_armed in zip(run, armed, strict=True):
