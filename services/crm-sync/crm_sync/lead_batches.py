@@ -43,9 +43,9 @@ from leadpact.events import CloudEvent, LeadCreated
 from leadpact.messaging import UnitOfWork
 
 IDENTITY_KEYS = ("email", "phone", "tax_id")
-# A round's leads at most, and its distinct blocking keys at most: the candidate statement
-# (rounded up to powers of two) stays within SQLite's 500 terms of a compound SELECT (2 + 2
-# per lead; one term per key in its inner union).
+# A round's leads at most, and its distinct blocking keys at most: what one candidate
+# statement (crm_sync.store.batch_candidates) looks up and returns, and one resolution holds
+# in memory.
 ROUND = 64
 ROUND_KEYS = 256
 

@@ -4,6 +4,7 @@ reviews, invoices and the offers they carried, and the outbound sync log."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     bindparam,
     cast,
     delete,
@@ -497,56 +499,6 @@ def _candidates_of_one(keys: int) -> Any:
     return union_all(*parts)
 
 
-def _rounded_up(n: int) -> int:
-    return 0 if n == 0 else 1 << (n - 1).bit_length()
-
-
-@lru_cache(maxsize=128)
-def _candidates_of_batch(keys: int, sorted_records: int) -> Any:
-    """Every candidate of a batch of records in one statement (built once per shape):
-
-    - part 3: the customers among each of the ``keys`` blocking keys' ``limit`` smallest
-      holders (merged ones included: the one-record query counts them towards its limit);
-    - part 0: which key they hold (``slot``: the key, ``id``: the holder; nothing else);
-    - parts 1 and 2: the sorted neighbourhood of each record with a sort key (``slot``:
-      the record's ``sort_key_<n>``).
-
-    A holder's row comes once however many keys it holds, and first: the result's column
-    types are the first part's."""
-    names = [f"key_{i}" for i in range(keys)]
-    parts = []
-    if names:
-        tops = _blocking_partners(names).cte("tops")
-        holders = (
-            select(tops.c.customer_id)
-            .distinct()
-            .cte("holders")
-            .prefix_with("MATERIALIZED", dialect="postgresql")  # see _candidates_of_one
-        )
-        parts.append(
-            select(
-                *MATCH_COLUMNS,
-                literal_column("3").label("part"),
-                null().label("slot"),
-                _customers.c.merged_into,
-            ).select_from(_partners_first(holders))
-        )
-        parts.append(
-            select(
-                tops.c.customer_id,
-                *(null() for _ in MATCH_COLUMNS[1:]),
-                literal_column("0"),
-                tops.c.key,
-                null(),
-            )
-        )
-    for n in range(sorted_records):
-        slot: Any = literal_column(f"'{n}'").label("slot")
-        for part in (1, 2):
-            parts.append(_neighbours(f"sort_key_{n}", part, slot, _customers.c.merged_into))
-    return union_all(*parts)
-
-
 def _each_neighbourhood(part: int) -> Any:
     """Parts 1 and 2 of :data:`_CANDIDATES_OF_BATCH_ON_POSTGRESQL`: for each element of the
     bound array ``sort_keys`` (``slot``: its index from 0, as text), its ``window`` live
@@ -575,9 +527,9 @@ def _each_neighbourhood(part: int) -> Any:
 
 
 def _candidates_of_batch_on_postgresql() -> Any:
-    """:func:`_candidates_of_batch` for PostgreSQL, in one shape for every batch: the keys
-    and sort keys are two bound arrays, each element's holders and neighbours a ``LATERAL``
-    index scan. The shapes of :func:`_candidates_of_batch` (a ``UNION ALL`` part per key and
+    """The statement of :func:`batch_candidates` on PostgreSQL, in one shape for every
+    batch: the keys and sort keys are two bound arrays, each element's holders and
+    neighbours a ``LATERAL`` index scan. The earlier shapes (a ``UNION ALL`` part per key and
     two per sort key, up to several hundred) cost PostgreSQL 20-60 ms to plan, again on
     every execution (bench.e2e distributed at 300 leads/s: 2.5-3.5 ms of PostgreSQL CPU per
     lead, the largest share of the cluster's); this one is planned once per connection."""
@@ -632,6 +584,84 @@ def _candidates_of_batch_on_postgresql() -> Any:
 
 
 _CANDIDATES_OF_BATCH_ON_POSTGRESQL = _candidates_of_batch_on_postgresql()
+
+
+def _each_neighbourhood_on_sqlite(part: int) -> Any:
+    """Parts 1 and 2 of :data:`_CANDIDATES_OF_BATCH_ON_SQLITE`: for each element of the
+    bound JSON array ``sort_keys`` (``slot``: its index from 0, as text), its ``window``
+    live customers below or above. SQLite has no ``LATERAL``: each element's neighbours
+    are a correlated ``IN`` subquery, which drives primary-key lookups of the customers."""
+    wanted = (
+        func.json_each(bindparam("sort_keys"))
+        .table_valued("key", "value")
+        .alias(f"sort_keys_{part}")
+    )
+    near = select(_customers.c.id).where(NOT_MERGED)
+    if part == 1:
+        near = near.where(_customers.c.sort_key <= wanted.c.value).order_by(
+            _customers.c.sort_key.desc(), _customers.c.id.desc()
+        )
+    else:
+        near = near.where(_customers.c.sort_key > wanted.c.value).order_by(
+            _customers.c.sort_key, _customers.c.id
+        )
+    nearby = near.limit(bindparam("window", type_=Integer)).correlate(wanted)
+    return select(
+        *MATCH_COLUMNS,
+        literal_column(str(part)).label("part"),
+        cast(wanted.c.key, String).label("slot"),
+        _customers.c.merged_into,
+    ).select_from(wanted.join(_customers, _customers.c.id.in_(nearby)))
+
+
+def _candidates_of_batch_on_sqlite() -> Any:
+    """The statement of :func:`batch_candidates` on SQLite, in one shape for every batch
+    (keys and sort keys as two bound JSON arrays, read with ``json_each``). The earlier
+    shapes (a ``UNION ALL`` part per key and two per sort key, rounded up to powers of two)
+    took SQLAlchemy 50-100 ms to compile, on the event loop, for each new shape: 8 % of the
+    embedded mode's CPU in an 8-second run at 300 leads/s, and a pause of every service."""
+    wanted = func.json_each(bindparam("keys")).table_valued("key", "value").alias("wanted_keys")
+    smallest = (
+        select(_match_keys.c.customer_id)
+        .where(_match_keys.c.key == wanted.c.value)
+        .order_by(_match_keys.c.customer_id)
+        .limit(bindparam("limit", type_=Integer))
+        .correlate(wanted)
+    )
+    tops = (
+        select(wanted.c.value.label("key"), _match_keys.c.customer_id)
+        .select_from(
+            wanted.join(
+                _match_keys,
+                and_(
+                    _match_keys.c.key == wanted.c.value,
+                    _match_keys.c.customer_id.in_(smallest),
+                ),
+            )
+        )
+        .cte("tops")
+    )
+    holders = select(tops.c.customer_id).distinct().cte("holders")
+    return union_all(
+        select(
+            *MATCH_COLUMNS,
+            literal_column("3").label("part"),
+            cast(null(), String).label("slot"),
+            _customers.c.merged_into,
+        ).select_from(_partners_first(holders)),
+        select(
+            tops.c.customer_id,
+            *(null() for _ in MATCH_COLUMNS[1:]),
+            literal_column("0"),
+            tops.c.key,
+            null(),
+        ),
+        _each_neighbourhood_on_sqlite(1),
+        _each_neighbourhood_on_sqlite(2),
+    )
+
+
+_CANDIDATES_OF_BATCH_ON_SQLITE = _candidates_of_batch_on_sqlite()
 
 
 _ATTRIBUTES = (
@@ -941,12 +971,8 @@ def _batch_statement(
     """The statement of :func:`batch_candidates` and its keys' and sort keys' parameters."""
     if _is_postgresql(session):
         return _CANDIDATES_OF_BATCH_ON_POSTGRESQL, {"keys": list(keys), "sort_keys": sort_keys}
-    width, depth = _rounded_up(len(keys)), _rounded_up(len(sort_keys))
-    params: dict[str, Any] = {f"key_{i}": None for i in range(width)}
-    params |= {f"key_{i}": key for i, key in enumerate(keys)}
-    params |= {f"sort_key_{i}": None for i in range(depth)}
-    params |= {f"sort_key_{i}": key for i, key in enumerate(sort_keys)}
-    return _candidates_of_batch(width, depth), params
+    arrays = {"keys": json.dumps(list(keys)), "sort_keys": json.dumps(list(sort_keys))}
+    return _CANDIDATES_OF_BATCH_ON_SQLITE, arrays
 
 
 async def batch_candidates(
@@ -959,8 +985,16 @@ async def batch_candidates(
     """The candidates of many records in one round trip: what :func:`candidates` reads for
     each record can be assembled from it (:func:`crm_sync.lead_batches.candidates_of_lead`).
 
-    The statement's shape is rounded up to powers of two (the spare keys and sort keys are
-    NULL and match nothing): a handful of shapes to compile and cache, whatever the batch."""
+    One statement of one shape per dialect, whatever the batch, in four parts:
+
+    - part 3: the customers among each of the ``keys`` blocking keys' ``limit`` smallest
+      holders (merged ones included: the one-record query counts them towards its limit);
+    - part 0: which key they hold (``slot``: the key, ``id``: the holder; nothing else);
+    - parts 1 and 2: the sorted neighbourhood of each record with a sort key (``slot``:
+      its index among them).
+
+    A holder's row comes once however many keys it holds, and first: the result's column
+    types are the first part's."""
     found = BatchCandidates({key: [] for key in keys}, {}, {})
     sorted_at = [n for n, key in enumerate(sort_keys) if key] if window > 0 else []
     if not keys and not sorted_at:

@@ -18,9 +18,18 @@ from crm_sync import store
         store._BY_IDENTITY,
         store._KNOWN,
         store._candidates_of_one(3),
-        store._candidates_of_batch(4, 2),
+        store._CANDIDATES_OF_BATCH_ON_SQLITE,
+        store._CANDIDATES_OF_BATCH_ON_POSTGRESQL,
     ],
-    ids=["by_phone", "by_tax_id", "by_identity", "known", "candidates", "batch_candidates"],
+    ids=[
+        "by_phone",
+        "by_tax_id",
+        "by_identity",
+        "known",
+        "candidates",
+        "batch_candidates_sqlite",
+        "batch_candidates_postgresql",
+    ],
 )
 def test_the_lookup_statements_are_cacheable(statement: object) -> None:
     assert statement._generate_cache_key() is not None  # type: ignore[attr-defined]
