@@ -461,15 +461,20 @@ def _neighbours(sort_key: str, part: int, *extra: Any) -> Any:
     """The ``window`` live customers just below (part 1: ``sort_key`` and under, nearest
     first) or above (part 2) the bound ``sort_key``; ties on the sort key by id."""
     live = select(*MATCH_COLUMNS, literal_column(str(part)).label("part"), *extra).where(NOT_MERGED)
+    near = _nearest_first(live, bindparam(sort_key), part)
+    return select(near.limit(bindparam("window", type_=Integer)).subquery())
+
+
+def _nearest_first(live: Select[Any], sort_key: Any, part: int) -> Select[Any]:
+    """``live`` narrowed to the customers at or below ``sort_key`` (part 1), nearest first,
+    or above it (part 2); ties on the sort key by id: every neighbourhood reads this way."""
     if part == 1:
-        near = live.where(_customers.c.sort_key <= bindparam(sort_key)).order_by(
+        return live.where(_customers.c.sort_key <= sort_key).order_by(
             _customers.c.sort_key.desc(), _customers.c.id.desc()
         )
-    else:
-        near = live.where(_customers.c.sort_key > bindparam(sort_key)).order_by(
-            _customers.c.sort_key, _customers.c.id
-        )
-    return select(near.limit(bindparam("window", type_=Integer)).subquery())
+    return live.where(_customers.c.sort_key > sort_key).order_by(
+        _customers.c.sort_key, _customers.c.id
+    )
 
 
 @lru_cache(maxsize=8)
@@ -509,14 +514,7 @@ def _each_neighbourhood(part: int) -> Any:
         .render_derived(name=f"sort_keys_{part}")
     )
     live = select(*MATCH_COLUMNS, _customers.c.merged_into).where(NOT_MERGED)
-    if part == 1:
-        near = live.where(_customers.c.sort_key <= wanted.c.sort_key).order_by(
-            _customers.c.sort_key.desc(), _customers.c.id.desc()
-        )
-    else:
-        near = live.where(_customers.c.sort_key > wanted.c.sort_key).order_by(
-            _customers.c.sort_key, _customers.c.id
-        )
+    near = _nearest_first(live, wanted.c.sort_key, part)
     nearby = near.limit(bindparam("window", type_=Integer)).lateral(f"near_{part}")
     return select(
         *(nearby.c[name] for name in MATCH_FIELDS),
@@ -596,15 +594,7 @@ def _each_neighbourhood_on_sqlite(part: int) -> Any:
         .table_valued("key", "value")
         .alias(f"sort_keys_{part}")
     )
-    near = select(_customers.c.id).where(NOT_MERGED)
-    if part == 1:
-        near = near.where(_customers.c.sort_key <= wanted.c.value).order_by(
-            _customers.c.sort_key.desc(), _customers.c.id.desc()
-        )
-    else:
-        near = near.where(_customers.c.sort_key > wanted.c.value).order_by(
-            _customers.c.sort_key, _customers.c.id
-        )
+    near = _nearest_first(select(_customers.c.id).where(NOT_MERGED), wanted.c.value, part)
     nearby = near.limit(bindparam("window", type_=Integer)).correlate(wanted)
     return select(
         *MATCH_COLUMNS,

@@ -177,6 +177,32 @@ async def deliver_batch(
         await delivered(msg)
 
 
+async def deliver_round(
+    handler: MessageHandler, batches: Sequence[Sequence[Message]], group: str
+) -> bool:
+    """Several partitions' batches (what one fetch round brought) to a
+    :class:`RoundHandler` in one ``handle_round`` call. True when it took them all; False
+    when there is nothing to hand over as a round (a plain handler, a single batch) or the
+    round raised (it had no effect): the bus then hands each batch over apart
+    (:func:`deliver_batch`). Shared by both buses so they fail the same way."""
+    handle_round = getattr(handler, "handle_round", None)
+    if handle_round is None or len(batches) < 2:
+        return False
+    try:
+        await handle_round(batches)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure: partition by partition
+        log.warning(
+            "round failed, handling its partitions apart",
+            group=group,
+            partitions=len(batches),
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        return False
+    return True
+
+
 def dead_letter_headers(msg: Message, error: str) -> dict[str, str]:
     return {
         **msg.headers,

@@ -33,6 +33,7 @@ from leadpact.bus.base import (
     PartitionListener,
     dead_letter_headers,
     deliver_batch,
+    deliver_round,
     dlq_topic,
 )
 from leadpact.tasks import cancel_and_wait
@@ -166,24 +167,11 @@ class KafkaSubscription:
         ``handle_round`` call; otherwise, or when that raises, each partition apart
         (:meth:`_partition`), concurrently."""
         fetched = {tp: self._messages(tp, records) for tp, records in batches.items() if records}
-        handle_round = getattr(self.handler, "handle_round", None)
         fits = all(len(msgs) <= self.bus.batch_max for msgs in fetched.values())
-        if handle_round is not None and len(fetched) > 1 and fits:
-            try:
-                await handle_round(list(fetched.values()))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any failure: partition by partition
-                log.warning(
-                    "round failed, handling its partitions apart",
-                    group=self.group,
-                    partitions=len(fetched),
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-            else:
-                for msgs in fetched.values():
-                    self._delivered(msgs[-1])
-                return
+        if fits and await deliver_round(self.handler, list(fetched.values()), self.group):
+            for msgs in fetched.values():
+                self._delivered(msgs[-1])
+            return
         await asyncio.gather(*(self._partition(msgs) for msgs in fetched.values()))
 
     def _messages(self, tp: TopicPartition, records: list[Any]) -> list[Message]:

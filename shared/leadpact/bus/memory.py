@@ -26,18 +26,15 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import structlog
-
 from leadpact.bus.base import (
     Message,
     MessageHandler,
     PartitionListener,
     dead_letter_headers,
     deliver_batch,
+    deliver_round,
     dlq_topic,
 )
-
-log = structlog.get_logger("leadpact.bus")
 
 _M = 0x5BD1E995  # MurmurHash2's mixing constant
 _WORD = 0xFFFFFFFF
@@ -195,23 +192,10 @@ class _Member:
         async def delivered(msg: Message) -> None:
             offsets[(msg.topic, msg.partition)] = msg.offset + 1
 
-        handle_round = getattr(self.handler, "handle_round", None)
-        if handle_round is not None and len(fetched) > 1:
-            try:
-                await handle_round(fetched)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any failure: partition by partition
-                log.warning(
-                    "round failed, handling its partitions apart",
-                    group=self.group,
-                    partitions=len(fetched),
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-            else:
-                for msgs in fetched:
-                    await delivered(msgs[-1])
-                return
+        if await deliver_round(self.handler, fetched, self.group):
+            for msgs in fetched:
+                await delivered(msgs[-1])
+            return
         bus = self.bus
         await asyncio.gather(
             *(
