@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -18,7 +19,9 @@ from sqlalchemy import (
     DateTime,
     Row,
     Table,
+    Text,
     bindparam,
+    cast,
     event,
     exc,
     func,
@@ -426,8 +429,14 @@ class CoreConnection:
             raise ValueError(f"rows for {table.name} differ in their columns")
         dialect = self.dialect.name
         if dialect == "postgresql" and len(rows) > 1 and _as_arrays(table, columns):
-            statement = _rows_insert(table, dialect, skip_conflicts_on, returning, columns)
-            params: Parameters = {name: [row[name] for row in rows] for name in columns}
+            as_text = tuple(name for name in columns if _is_json(table.c[name].type))
+            statement = _rows_insert(table, dialect, skip_conflicts_on, returning, columns, as_text)
+            params: Parameters = {
+                name: [_json_text(row[name], table.c[name].type, self.dialect) for row in rows]
+                if name in as_text
+                else [row[name] for row in rows]
+                for name in columns
+            }
         else:
             statement = _rows_insert(table, dialect, skip_conflicts_on, returning)
             params = list(rows)
@@ -441,11 +450,26 @@ _ROW_NUMBER = "leadpact_row_number"
 def _as_arrays(table: Table, columns: tuple[str, ...]) -> bool:
     """Whether rows of ``columns`` can go to ``table`` as one array per column: not when a
     column left out has a Python-side default (``INSERT … SELECT`` would not apply it), nor
-    when a column is JSON or an array (a list value would be taken for one more dimension of
-    the bound array)."""
+    when a column is an array (a list value would be taken for one more dimension of the
+    bound array; JSON columns go as text, see :func:`_json_text`)."""
     if any(c.default is not None and c.name not in columns for c in table.columns):
         return False
-    return not any(isinstance(_base_type(table.c[name].type), JSON | ARRAY) for name in columns)
+    return not any(isinstance(_base_type(table.c[name].type), ARRAY) for name in columns)
+
+
+def _is_json(column_type: Any) -> bool:
+    return isinstance(_base_type(column_type), JSON)
+
+
+def _json_text(value: Any, column_type: Any, dialect: Dialect) -> str | None:
+    """A JSON column's value as the text of a ``text[]`` element, cast back to JSON in the
+    statement: bound as JSON, a list would be taken for one more dimension of the array.
+    Serialised as the dialect would (its ``json_serializer``, else ``json.dumps``); None is
+    JSON ``null`` unless the type stores None as SQL NULL, as SQLAlchemy binds it."""
+    if value is None and _base_type(column_type).none_as_null:
+        return None
+    serialize = getattr(dialect, "_json_serializer", None) or json.dumps
+    return str(serialize(value))
 
 
 def _base_type(column_type: Any) -> Any:
@@ -459,19 +483,28 @@ def _rows_insert(
     skip_conflicts_on: tuple[str, ...] | None,
     returning: tuple[str, ...],
     arrays_of: tuple[str, ...] = (),
+    as_text: tuple[str, ...] = (),
 ) -> Any:
     """The statement of :meth:`CoreConnection.insert_rows`, built once per shape: with
     ``arrays_of``, ``INSERT INTO table (arrays_of) SELECT … FROM unnest(:c1, :c2, …) WITH
-    ORDINALITY`` in array order (PostgreSQL); without, a plain insert for an executemany."""
+    ORDINALITY`` in array order (PostgreSQL; the columns of ``as_text`` bound as text and
+    cast to their type); without, a plain insert for an executemany."""
     statement = dialect_insert(dialect)(table)
     if arrays_of:
-        arrays = [bindparam(c, type_=postgresql.ARRAY(table.c[c].type)) for c in arrays_of]
+        arrays = [
+            bindparam(c, type_=postgresql.ARRAY(Text if c in as_text else table.c[c].type))
+            for c in arrays_of
+        ]
         given = (
             func.unnest(*arrays)
             .table_valued(*arrays_of, with_ordinality=_ROW_NUMBER)
             .render_derived(name="given")
         )
-        rows = select(*(given.c[c] for c in arrays_of)).order_by(given.c[_ROW_NUMBER])
+        values = [
+            cast(given.c[c], _base_type(table.c[c].type)) if c in as_text else given.c[c]
+            for c in arrays_of
+        ]
+        rows = select(*values).order_by(given.c[_ROW_NUMBER])
         statement = statement.from_select(list(arrays_of), rows)
     if skip_conflicts_on is not None:
         statement = statement.on_conflict_do_nothing(index_elements=list(skip_conflicts_on) or None)

@@ -32,6 +32,7 @@ from feedback.domain.erasure import erased_event_data
 from feedback.domain.funnel import LeadFacts, Spend
 from leadpact.db import (
     UtcDateTime,
+    core_connection,
     core_execute,
     dialect_insert,
     dialect_name,
@@ -441,7 +442,8 @@ async def add_touches(session: AsyncSession, touches: Sequence[Mapping[str, Any]
     """:func:`add_touch` for each ``{lead_id, at, kind, campaign}``, in one statement (rows
     in order, so the touchpoints' ids are as one by one)."""
     if touches:
-        await core_execute(session, insert_or_skip(_TOUCHES, dialect_name(session)), list(touches))
+        connection = await core_connection(session)
+        await connection.insert_rows(_TOUCHES, touches, skip_conflicts_on=())
 
 
 async def touches_of(

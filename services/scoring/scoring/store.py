@@ -18,14 +18,13 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     func,
-    insert,
     select,
     text,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from leadpact.db import CoreConnection, UtcDateTime, insert_or_skip
+from leadpact.db import CoreConnection, UtcDateTime
 from leadpact.messaging import rewrite_pending_events
 from scoring.domain.erasure import erase_fields, redact_reasons
 from scoring.domain.rules import Occurrence
@@ -127,19 +126,17 @@ _ACTIVITIES_OF_LEADS = (
     .where(_activities.c.lead_id.in_(bindparam("lead_ids", expanding=True)))
     .order_by(_activities.c.lead_id, _activities.c.occurred_at, _activities.c.id)
 )
-_ADD_NEW_LEADS = {
-    name: insert_or_skip(_leads, name, "lead_id").returning(_leads.c.lead_id)
-    for name in ("postgresql", "sqlite")
-}
-_ADD_SCORES = insert(Base.metadata.tables["scores"])
+_scores = Base.metadata.tables["scores"]
 
 
 async def add_new_leads(connection: CoreConnection, rows: Sequence[Mapping[str, Any]]) -> set[str]:
     """Store the leads not stored yet (every column of :class:`LeadFeatures` given), in one
     statement; the ids of those it stored. A lead known already, or erased before it
     arrived, keeps its row."""
-    result = await connection.execute(_ADD_NEW_LEADS[connection.dialect.name], list(rows))
-    return set(result.scalars())
+    added = await connection.insert_rows(
+        _leads, rows, skip_conflicts_on=("lead_id",), returning=("lead_id",)
+    )
+    return {lead_id for (lead_id,) in added}
 
 
 async def activities_of_leads(
@@ -156,7 +153,7 @@ async def activities_of_leads(
 async def add_scores(connection: CoreConnection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Store scores (every column of :class:`ScoreRow` but ``id`` given) in one statement,
     in order: ids grow in the order given, and the latest score is the highest id."""
-    await connection.execute(_ADD_SCORES, list(rows))
+    await connection.insert_rows(_scores, rows)
 
 
 async def history(session: AsyncSession, lead_id: str, limit: int) -> list[ScoreRow]:

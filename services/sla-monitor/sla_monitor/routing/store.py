@@ -22,7 +22,6 @@ from sqlalchemy import (
     bindparam,
     case,
     false,
-    insert,
     null,
     select,
     true,
@@ -177,7 +176,6 @@ _KNOWN_LEADS = union_all(
     _seen_in(_ASSIGNMENTS),
     _seen_in(_ATTEMPTS),
 )
-_INSERT_LOG = insert(_LOG)
 _TAKE_TURN = (
     update(_MEMBERS)
     .where(_MEMBERS.c.member_id == bindparam("b_member"))
@@ -254,8 +252,8 @@ _TURN = {False: _turn_query(False), True: _turn_query(True)}
 
 async def save_facts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Leads' facts, in order, in one statement; a lead known already keeps its facts."""
-    stmt = insert_or_skip(_FACTS, dialect_name(session), "lead_id")
-    await core_execute(session, stmt, rows[0] if len(rows) == 1 else list(rows))
+    connection = await core_connection(session)
+    await connection.insert_rows(_FACTS, rows, skip_conflicts_on=("lead_id",))
 
 
 async def facts(session: AsyncSession, lead_id: str) -> Row[Any, Any, Any, Any, Any, Any] | None:
@@ -362,7 +360,7 @@ async def close(session: AsyncSession, lead_id: str) -> str | None:
 
 async def log(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """History rows, in order (one statement however many)."""
-    await core_execute(session, _INSERT_LOG, rows[0] if len(rows) == 1 else list(rows))
+    await (await core_connection(session)).insert_rows(_LOG, rows)
 
 
 async def history(session: AsyncSession, lead_id: str) -> Sequence[AssignmentLogRow]:
