@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import cache, lru_cache
@@ -342,6 +342,10 @@ def insert_for(session: AsyncSession) -> Any:
 
 
 Parameters = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+OnConflict = Callable[[Any], Any]
+"""Adds an ``ON CONFLICT`` clause to a dialect's insert (PostgreSQL's or SQLite's, which
+have the same ``on_conflict_do_update``); one object per clause, as statements are cached
+by it."""
 Rows = CursorResult[*tuple[Any, ...]]
 """A statement's result, rows of any shape (as ``session.execute`` returns)."""
 
@@ -408,10 +412,14 @@ class CoreConnection:
         *,
         skip_conflicts_on: tuple[str, ...] | None = None,
         returning: tuple[str, ...] = (),
+        on_conflict: OnConflict | None = None,
     ) -> Sequence[Row[*tuple[Any, ...]]]:
         """Insert ``rows`` (each with the same keys) into ``table``, in order; with
         ``skip_conflicts_on`` (a unique key's columns, ``()`` for any), ``ON CONFLICT DO
-        NOTHING``. Returns the ``returning`` columns of the rows inserted (none without).
+        NOTHING``; with ``on_conflict``, the clause it adds to the dialect's insert (an
+        upsert: its ``excluded`` columns are the row's). Returns the ``returning`` columns
+        of the rows inserted (none without). An upsert's rows must not share a value of its
+        conflict key: PostgreSQL does not update a row twice in one statement.
 
         On PostgreSQL several rows go as one ``INSERT … SELECT … FROM unnest(…)``, a bound
         array per column: one statement whose shape depends only on the columns. An
@@ -430,7 +438,9 @@ class CoreConnection:
         dialect = self.dialect.name
         if dialect == "postgresql" and len(rows) > 1 and _as_arrays(table, columns):
             as_text = tuple(name for name in columns if _is_json(table.c[name].type))
-            statement = _rows_insert(table, dialect, skip_conflicts_on, returning, columns, as_text)
+            statement = _rows_insert(
+                table, dialect, skip_conflicts_on, returning, on_conflict, columns, as_text
+            )
             params: Parameters = {
                 name: [_json_text(row[name], table.c[name].type, self.dialect) for row in rows]
                 if name in as_text
@@ -438,7 +448,7 @@ class CoreConnection:
                 for name in columns
             }
         else:
-            statement = _rows_insert(table, dialect, skip_conflicts_on, returning)
+            statement = _rows_insert(table, dialect, skip_conflicts_on, returning, on_conflict)
             params = list(rows)
         result = await self.execute(statement, params)
         return result.all() if returning else []
@@ -482,6 +492,7 @@ def _rows_insert(
     dialect: str,
     skip_conflicts_on: tuple[str, ...] | None,
     returning: tuple[str, ...],
+    on_conflict: OnConflict | None,
     arrays_of: tuple[str, ...] = (),
     as_text: tuple[str, ...] = (),
 ) -> Any:
@@ -508,6 +519,8 @@ def _rows_insert(
         statement = statement.from_select(list(arrays_of), rows)
     if skip_conflicts_on is not None:
         statement = statement.on_conflict_do_nothing(index_elements=list(skip_conflicts_on) or None)
+    if on_conflict is not None:
+        statement = on_conflict(statement)
     return statement.returning(*(table.c[c] for c in returning)) if returning else statement
 
 

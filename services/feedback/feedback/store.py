@@ -31,6 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from feedback.domain.erasure import erased_event_data
 from feedback.domain.funnel import LeadFacts, Spend
 from leadpact.db import (
+    OnConflict,
     UtcDateTime,
     core_connection,
     core_execute,
@@ -188,22 +189,31 @@ def _touch_statement(dialect: str, shape: frozenset[tuple[str, bool]]) -> Any:
 
 
 @cache
+def _touch_all(shape: tuple[tuple[str, bool], ...]) -> OnConflict:
+    """The conflict clause of ``touch_leads``' upsert: every column of ``shape`` is in
+    every row, and a ``None`` leaves the stored fact alone in the statement itself
+    (``COALESCE`` for plain columns; the earliest rule already keeps the stored time
+    against ``NULL``) — what ``touch_lead`` gets by leaving the column out, which one
+    statement for many rows cannot do."""
+
+    def on_conflict(ins: Any) -> Any:
+        sets = {
+            name: _earliest(_LEADS.c[name], ins.excluded[name])
+            if earliest
+            else func.coalesce(ins.excluded[name], _LEADS.c[name])
+            for name, earliest in shape
+        }
+        if not sets:
+            return ins.on_conflict_do_nothing()
+        return ins.on_conflict_do_update(index_elements=[_LEADS.c.lead_id], set_=sets)
+
+    return on_conflict
+
+
+@cache
 def _touch_all_statement(dialect: str, shape: tuple[tuple[str, bool], ...]) -> Any:
-    """The upsert of ``touch_leads``: every column of ``shape`` is in every row, and a
-    ``None`` leaves the stored fact alone in the statement itself (``COALESCE`` for plain
-    columns; the earliest rule already keeps the stored time against ``NULL``) — what
-    ``touch_lead`` gets by leaving the column out, which one statement for many rows
-    cannot do."""
-    ins = dialect_insert(dialect)(_LEADS)
-    sets = {
-        name: _earliest(_LEADS.c[name], ins.excluded[name])
-        if earliest
-        else func.coalesce(ins.excluded[name], _LEADS.c[name])
-        for name, earliest in shape
-    }
-    if not sets:
-        return ins.on_conflict_do_nothing()
-    return ins.on_conflict_do_update(index_elements=[_LEADS.c.lead_id], set_=sets)
+    """``touch_leads``' upsert for an executemany (rows run one after the other)."""
+    return _touch_all(shape)(dialect_insert(dialect)(_LEADS))
 
 
 _LEAD_FACTS = select(
@@ -244,8 +254,10 @@ async def touch_leads(
     session: AsyncSession, facts: Sequence[tuple[str, Mapping[str, Any]]]
 ) -> None:
     """``touch_lead(session, lead_id, **values)`` for each ``(lead_id, values)`` in order,
-    in one statement run with a row of parameters each (the driver's executemany: rows
-    run one after the other, so a lead given twice ends as after two ``touch_lead``).
+    in one statement: with each lead once, all rows at once (``insert_rows``: one
+    ``unnest`` on PostgreSQL, where an executemany cost an execution per lead); with a lead
+    given twice, the driver's executemany (rows run one after the other, so it ends as
+    after two ``touch_lead`` — one PostgreSQL statement cannot update a row twice).
     Every ``values`` must have the same keys (``feedback.domain.projection`` gives them)."""
     if not facts:
         return
@@ -258,7 +270,12 @@ async def touch_leads(
         }
         for lead_id, values in facts
     ]
-    await core_execute(session, _touch_all_statement(dialect_name(session), shape), rows)
+    if len({lead_id for lead_id, _ in facts}) == len(facts):
+        # Each lead once: one statement of any number of rows (an unnest on PostgreSQL).
+        connection = await core_connection(session)
+        await connection.insert_rows(_LEADS, rows, on_conflict=_touch_all(shape))
+    else:
+        await core_execute(session, _touch_all_statement(dialect_name(session), shape), rows)
 
 
 async def lead(session: AsyncSession, lead_id: str) -> LeadRow | None:

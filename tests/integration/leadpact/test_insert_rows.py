@@ -162,3 +162,22 @@ async def test_json_lists_and_objects_arrive_as_given(database: Database) -> Non
             await conn.execute(select(tagged.c.lead_id, tagged.c.tags).order_by(tagged.c.id))
         ).all()
     assert [tuple(row) for row in got] == [(r["lead_id"], r["tags"]) for r in rows]
+
+
+async def test_an_upsert_updates_the_rows_there_and_inserts_the_others(database: Database) -> None:
+    async with database.session() as session, session.begin():
+        await (await core_connection(session)).insert_rows(notes, [note(1), note(2)])
+
+    def newer_seen(ins: Any) -> Any:
+        return ins.on_conflict_do_update(
+            index_elements=[notes.c.lead_id], set_={"seen": ins.excluded.seen}
+        )
+
+    changed = [note(n, seen=seen, source="api") for n, seen in ((2, True), (3, True), (5, False))]
+    statements = await insert(database, changed, on_conflict=newer_seen)
+
+    got = {row["lead_id"]: row["seen"] for row in await stored(database)}
+    assert got == {"lead-1": False, "lead-2": True, "lead-3": True, "lead-5": False}
+    if database.engine.dialect.name == "postgresql":
+        assert len(statements) == 1
+        assert "unnest" in statements[0]
