@@ -57,9 +57,11 @@ def note(n: int, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def insert(database: Database, rows: list[dict[str, Any]], **options: Any) -> list[str]:
-    """Insert ``rows`` in one transaction (``options``: of ``insert_rows``); the SQL
-    statements that took, then what the insert returned (if asked)."""
+async def insert(
+    database: Database, rows: list[dict[str, Any]], table: Table = notes, **options: Any
+) -> list[str]:
+    """Insert ``rows`` into ``table`` in one transaction (``options``: of ``insert_rows``);
+    the SQL statements that took, then what the insert returned (if asked)."""
     statements: list[Any] = []
 
     def seen(conn: Any, cursor: Any, sql: str, *rest: Any) -> None:
@@ -68,7 +70,7 @@ async def insert(database: Database, rows: list[dict[str, Any]], **options: Any)
     event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
     try:
         async with database.session() as session, session.begin():
-            returned = await (await core_connection(session)).insert_rows(notes, rows, **options)
+            returned = await (await core_connection(session)).insert_rows(table, rows, **options)
             if options.get("returning"):
                 statements.append(sorted(returned))
     finally:
@@ -142,17 +144,7 @@ async def test_json_lists_and_objects_arrive_as_given(database: Database) -> Non
         {"lead_id": "lead-3", "tags": []},
         {"lead_id": "lead-4", "tags": None},  # JSON null (the column is NOT NULL)
     ]
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, sql: str, *rest: Any) -> None:
-        statements.append(sql)
-
-    event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
-    try:
-        async with database.session() as session, session.begin():
-            await (await core_connection(session)).insert_rows(tagged, rows)
-    finally:
-        event.remove(database.engine.sync_engine, "before_cursor_execute", seen)
+    statements = await insert(database, rows, tagged)
     if database.engine.dialect.name == "postgresql":
         assert len(statements) == 1
         assert "unnest" in statements[0]
